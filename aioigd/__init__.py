@@ -1,0 +1,1 @@
+"""aioigd: asyncio UPnP IGD client."""

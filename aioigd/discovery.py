@@ -1,0 +1,329 @@
+"""SSDP discovery on asyncio: search concurrently, return on the first usable gateway.
+
+One :class:`SsdpProtocol` per socket: a socket per IPv4 interface for the
+multicast search (``IP_MULTICAST_IF``, TTL 2) and one for unicast searches to
+the host's default gateways and any addresses the caller gives. The protocol
+only parses and forwards; the coroutine decides. Nothing sleeps for MX: the
+first answer whose description parses wins (``discover``), or every answer
+until the timeout is kept (``discover_all``).
+
+Bounds: datagrams over :data:`~aioigd.proto.ssdp.MAX_DATAGRAM` are refused,
+at most :data:`MAX_ANSWERS` answers are queued and :data:`MAX_LOCATIONS`
+distinct descriptions fetched per search, so a flood costs nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from .errors import GatewayNotFound, IGDConnectionError, IGDError, RemoteProtocolError
+from .gateway import Gateway
+from .models import SearchResponse
+from .netutil import default_gateways
+from .proto.ssdp import IGD_SEARCH_TARGETS, SSDP_ADDR, SSDP_PORT, build_msearch, parse_ssdp
+from .proto.urls import same_host, url_host
+from .session import DEFAULT_TIMEOUT
+
+__all__ = [
+    "discover",
+    "discover_all",
+    "search",
+    "SearchOptions",
+    "SsdpProtocol",
+    "multicast_interfaces",
+    "MAX_ANSWERS",
+    "MAX_LOCATIONS",
+]
+
+log = logging.getLogger("aioigd")
+
+MAX_ANSWERS = 256
+MAX_LOCATIONS = 16
+_RESEND_AFTER = (0.0, 0.5, 1.5)
+
+Target = str | tuple[str, int]
+
+
+@dataclass
+class SearchOptions:
+    """Where and how to search.
+
+    Args:
+        timeout: seconds before giving up.
+        multicast: send to 239.255.255.250 on every IPv4 interface (or ``interfaces``).
+        interfaces: local IPv4 addresses to multicast from (default: all but loopback).
+        unicast: extra ``host``, ``host:port`` or ``(host, port)`` targets.
+        default_gateways: also unicast to the host's default gateways (/proc/net/route).
+        search_targets: the STs to search for.
+        allow_foreign_location: accept a LOCATION on another host than the sender.
+        mx: the MX header for multicast searches.
+        http_timeout: timeout of each description fetch and SOAP call.
+    """
+
+    timeout: float = 3.0
+    multicast: bool = True
+    interfaces: Sequence[str] | None = None
+    unicast: Sequence[Target] = ()
+    default_gateways: bool = True
+    search_targets: Sequence[str] = IGD_SEARCH_TARGETS
+    allow_foreign_location: bool = False
+    mx: int = 2
+    http_timeout: float = DEFAULT_TIMEOUT
+    #: Filled in during a search: why answers were refused (for the error message).
+    refused: list[str] = field(default_factory=list)
+
+
+class SsdpProtocol(asyncio.DatagramProtocol):
+    """Parses SSDP datagrams and queues the valid answers; nothing else."""
+
+    def __init__(self, queue: asyncio.Queue[SearchResponse]) -> None:
+        self.queue = queue
+        self.transport: asyncio.DatagramTransport | None = None
+        self.invalid = 0
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        try:
+            answer = parse_ssdp(data, sender=str(addr[0]))
+        except RemoteProtocolError:
+            self.invalid += 1
+            return
+        if answer is None or answer.is_notify:
+            return
+        try:
+            self.queue.put_nowait(answer)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SSDP socket error: %s", exc)
+
+
+def multicast_interfaces() -> list[str]:
+    """Every non-loopback IPv4 address of this host (via ifaddr)."""
+    import ifaddr
+
+    found: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("127.") and ip.ip not in found:
+                found.append(ip.ip)
+    return found
+
+
+def _parse_target(target: Target) -> tuple[str, int]:
+    if isinstance(target, tuple):
+        return target[0], int(target[1])
+    host, sep, port = target.rpartition(":")
+    if sep and port.isdigit() and "]" not in port:
+        return host.strip("[]"), int(port)
+    return target.strip("[]"), SSDP_PORT
+
+
+def _multicast_socket(local_ip: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(local_ip))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 2)
+        sock.bind((local_ip, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def _endpoints(
+    options: SearchOptions, queue: asyncio.Queue[SearchResponse]
+) -> AsyncIterator[list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]]]:
+    loop = asyncio.get_running_loop()
+    plans: list[tuple[socket.socket, list[tuple[str, int, bytes]]]] = []
+    unicast = [_parse_target(t) for t in options.unicast]
+    if options.default_gateways:
+        unicast += [(gw, SSDP_PORT) for gw in default_gateways()]
+    unicast = list(dict.fromkeys(unicast))
+    if unicast:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("0.0.0.0", 0))  # noqa: S104 - client socket, replies come back here
+        sends = [
+            (host, port, build_msearch(st, host=f"{host}:{port}", mx=1))
+            for host, port in unicast
+            for st in options.search_targets
+        ]
+        plans.append((sock, sends))
+    if options.multicast:
+        interfaces = options.interfaces
+        for local_ip in interfaces if interfaces is not None else multicast_interfaces():
+            try:
+                sock = _multicast_socket(local_ip)
+            except OSError as exc:
+                log.debug("no multicast on %s: %s", local_ip, exc)
+                continue
+            sends = [
+                (SSDP_ADDR, SSDP_PORT, build_msearch(st, mx=options.mx))
+                for st in options.search_targets
+            ]
+            plans.append((sock, sends))
+    opened: list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]] = []
+    try:
+        for sock, sends in plans:
+            # From here on the transport owns the socket and closes it.
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: SsdpProtocol(queue), sock=sock
+            )
+            opened.append((protocol, sends))
+        yield opened
+    except OSError as exc:
+        raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
+    finally:
+        for sock, _ in plans[len(opened) :]:
+            sock.close()
+        for protocol, _ in opened:
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+
+async def _sender(endpoints: list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]]) -> None:
+    """Send every search now, and again later in case UDP lost it."""
+    elapsed = 0.0
+    for at in _RESEND_AFTER:
+        await asyncio.sleep(at - elapsed)
+        elapsed = at
+        for protocol, sends in endpoints:
+            for host, port, data in sends:
+                if protocol.transport is not None and not protocol.transport.is_closing():
+                    protocol.transport.sendto(data, (host, port))
+
+
+async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchResponse]:
+    """Yield SSDP answers as they arrive until ``options.timeout``.
+
+    Answers whose LOCATION host is not their sender are dropped (recorded in
+    ``options.refused``) unless ``allow_foreign_location`` is set.
+    """
+    options = options or SearchOptions()
+    if not options.multicast and not options.unicast and not options.default_gateways:
+        raise ValueError("nothing to search: multicast, unicast and default_gateways are all off")
+    queue: asyncio.Queue[SearchResponse] = asyncio.Queue(MAX_ANSWERS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout
+    async with _endpoints(options, queue) as endpoints:
+        if not endpoints:
+            return
+        sender = asyncio.create_task(_sender(endpoints))
+        try:
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    answer = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    return
+                host = url_host(answer.location)
+                if not options.allow_foreign_location and not same_host(host, answer.sender):
+                    if len(options.refused) < 16:
+                        options.refused.append(
+                            f"{answer.sender} announced LOCATION on another host ({host})"
+                        )
+                    continue
+                yield answer
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+
+async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
+    return await Gateway.from_location(
+        answer.location,
+        timeout=options.http_timeout,
+        allow_foreign_urls=options.allow_foreign_location,
+        search=answer,
+    )
+
+
+async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
+    gateways: list[Gateway] = []
+    extras: list[Gateway] = []
+    errors: list[str] = []
+    fetches: set[asyncio.Task[None]] = set()
+    found = asyncio.Event()
+
+    async def fetch(answer: SearchResponse) -> None:
+        try:
+            gw = await _fetch(answer, options)
+        except IGDError as exc:
+            errors.append(str(exc))
+            return
+        if (first and gateways) or (gw.udn and any(g.udn == gw.udn for g in gateways)):
+            extras.append(gw)
+            return
+        gateways.append(gw)
+        if first:
+            found.set()
+
+    async def pump() -> None:
+        seen: set[str] = set()
+        async for answer in search(options):
+            if answer.location in seen or len(seen) >= MAX_LOCATIONS:
+                continue
+            seen.add(answer.location)
+            task = asyncio.create_task(fetch(answer))
+            fetches.add(task)
+            task.add_done_callback(fetches.discard)
+        # The search window is over; in-flight fetches have their own timeout.
+        while fetches:
+            await asyncio.wait(set(fetches))
+
+    pumper = asyncio.create_task(pump())
+    waiter = asyncio.create_task(found.wait())
+    try:
+        await asyncio.wait({pumper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if pumper.done():
+            pumper.result()  # re-raise what broke the search
+    except BaseException:
+        extras.extend(gateways)
+        gateways.clear()
+        raise
+    finally:
+        tasks = [pumper, waiter, *fetches]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for gw in extras:
+            await gw.close()
+    if not gateways:
+        why = "; ".join((errors + options.refused)[:3])
+        raise GatewayNotFound(
+            f"no UPnP gateway answered within {options.timeout:g} s" + (f" ({why})" if why else "")
+        )
+    return gateways
+
+
+async def discover(options: SearchOptions | None = None, **kwargs: object) -> Gateway:
+    """Find the first usable gateway and return it as soon as its description parses.
+
+    Takes a :class:`SearchOptions` or its fields as keywords, e.g.
+    ``discover(timeout=2, unicast=["192.168.1.1"])``.
+
+    Raises:
+        GatewayNotFound: nothing usable answered within the timeout.
+    """
+    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+    first = await _collect(opts, first=True)
+    return first[0]
+
+
+async def discover_all(options: SearchOptions | None = None, **kwargs: object) -> list[Gateway]:
+    """Collect every gateway that answers before the timeout (deduplicated by UDN and LOCATION)."""
+    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+    return await _collect(opts, first=False)

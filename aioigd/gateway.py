@@ -1,0 +1,437 @@
+"""Gateway: one IGD's description plus a SOAP session, with typed action coroutines.
+
+Action methods map 1:1 to WANIPConnection / WANPPPConnection actions
+(``add_port_mapping`` ↔ ``AddPortMapping``) on the best connection service the
+description offers (WANIPConnection v2 > v1 > WANPPPConnection). The safe,
+renewing mapping flow lives in :mod:`aioigd.mapper` and is reached through
+:meth:`Gateway.map_port` and :meth:`Gateway.mapped`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from .errors import (
+    ActionNotSupported,
+    IGDError,
+    InvalidAction,
+    NoSuchEntryInArray,
+    OptionalActionNotImplemented,
+    PortMappingNotFound,
+    RemoteProtocolError,
+    SpecifiedArrayIndexInvalid,
+)
+from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE, PortMapper
+from .models import (
+    ConnectionTypeInfo,
+    DeviceDescription,
+    Mapping,
+    NATRSIPStatus,
+    PortMappingEntry,
+    Protocol,
+    SearchResponse,
+    Service,
+    ServiceKind,
+    StatusInfo,
+)
+from .netutil import local_address_for
+from .proto import actions
+from .proto.description import parse_description
+from .proto.urls import check_url, url_host
+from .session import DEFAULT_TIMEOUT, SoapSession
+
+__all__ = ["Gateway", "MAX_ENUMERATED_ENTRIES", "RANGE_DELETE_CHUNK"]
+
+#: Enumeration stops here even if the gateway never answers 713 (upnpc loops forever).
+MAX_ENUMERATED_ENTRIES = 1024
+#: miniupnpd 2.3.1 corrupts its heap when one DeletePortMappingRange covers >= 133
+#: mappings (peer-baseline.md §7), so ranges are sent in chunks of at most this many ports.
+RANGE_DELETE_CHUNK = 100
+#: Consecutive placeholder entries after which enumeration gives up.
+_MAX_EMPTY_RUN = 64
+_V2_ACTIONS = frozenset({"AddAnyPortMapping", "DeletePortMappingRange", "GetListOfPortMappings"})
+
+
+class Gateway:
+    """A UPnP Internet Gateway Device.
+
+    Create one with :meth:`from_location` or :func:`aioigd.discover`; use it as
+    an async context manager so its session closes and the mappings it manages
+    are removed.
+    """
+
+    def __init__(
+        self,
+        description: DeviceDescription,
+        session: SoapSession,
+        *,
+        search: SearchResponse | None = None,
+    ) -> None:
+        services = description.connection_services()
+        if not services:
+            raise ActionNotSupported(
+                f"{description.location} offers no WANIPConnection or WANPPPConnection service"
+            )
+        self.description = description
+        self.session = session
+        self.search = search
+        #: The connection service every action goes to.
+        self.service: Service = services[0]
+        #: The IPv6 firewall-control service, if any.
+        self.firewall: Service | None = description.firewall_service()
+        self._local_address: str | None = None
+        self.mapper = PortMapper(self)
+
+    @classmethod
+    async def from_location(
+        cls,
+        location: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        allow_foreign_urls: bool = False,
+        search: SearchResponse | None = None,
+    ) -> Gateway:
+        """Fetch and parse the description at ``location`` (like ``upnpc -u``).
+
+        Raises:
+            UnsafeURLError: ``location`` is not a plain http URL.
+            RemoteProtocolError: the description is hostile, oversized or not an IGD's.
+            IGDConnectionError / IGDTimeoutError: the gateway did not answer.
+            ActionNotSupported: no WAN connection service in the description.
+        """
+        check_url(location)
+        session = SoapSession(None if allow_foreign_urls else url_host(location), timeout=timeout)
+        try:
+            data = await session.get(location)
+            description = parse_description(data, location, allow_foreign_urls=allow_foreign_urls)
+            return cls(description, session, search=search)
+        except BaseException:
+            await session.close()
+            raise
+
+    # -- identity ---------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """The description URL."""
+        return self.description.location
+
+    @property
+    def host(self) -> str:
+        """The gateway's address, as in its LOCATION."""
+        return url_host(self.location)
+
+    @property
+    def udn(self) -> str:
+        """The root device's UDN (``uuid:...``)."""
+        return self.description.root.udn
+
+    @property
+    def friendly_name(self) -> str:
+        """The root device's friendlyName."""
+        return self.description.root.friendly_name
+
+    @property
+    def is_v2(self) -> bool:
+        """True when the connection service is WANIPConnection:2 (has the v2 actions)."""
+        return self.service.kind is ServiceKind.WAN_IP and self.service.version >= 2
+
+    def local_address(self) -> str:
+        """The host's address on the route to this gateway (the default internal client)."""
+        if self._local_address is None:
+            self._local_address = local_address_for(self.host)
+        return self._local_address
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.location} {self.service.service_type}>"
+
+    # -- raw actions --------------------------------------------------------
+    async def call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
+        """Send ``action`` to the connection service; return its out arguments."""
+        if action in _V2_ACTIONS and not self.is_v2:
+            raise ActionNotSupported(
+                f"{action} needs WANIPConnection:2, gateway has {self.service.service_type}"
+            )
+        return await self.session.call(
+            self.service.control_url, self.service.service_type, action, args or []
+        )
+
+    async def get_external_ip_address(self) -> str:
+        """GetExternalIPAddress → dotted IPv4 string.
+
+        Raises:
+            ExternalIPUnavailable: the gateway has no external address.
+            RemoteProtocolError: the gateway returned something that is not IPv4.
+        """
+        return actions.parse_external_ip(await self.call("GetExternalIPAddress"))
+
+    async def get_status_info(self) -> StatusInfo:
+        """GetStatusInfo."""
+        return actions.parse_status_info(await self.call("GetStatusInfo"))
+
+    async def get_connection_type_info(self) -> ConnectionTypeInfo:
+        """GetConnectionTypeInfo."""
+        return actions.parse_connection_type_info(await self.call("GetConnectionTypeInfo"))
+
+    async def get_nat_rsip_status(self) -> NATRSIPStatus:
+        """GetNATRSIPStatus."""
+        return actions.parse_nat_rsip_status(await self.call("GetNATRSIPStatus"))
+
+    async def add_port_mapping(
+        self,
+        external_port: int,
+        protocol: Protocol | str,
+        internal_port: int,
+        internal_client: str,
+        *,
+        description: str = DEFAULT_DESCRIPTION,
+        lease: int = DEFAULT_LEASE,
+        remote_host: str | None = None,
+        enabled: bool = True,
+    ) -> None:
+        """AddPortMapping (also renews: the same key and client overwrite)."""
+        await self.call(
+            "AddPortMapping",
+            actions.port_mapping_args(
+                external_port=external_port,
+                protocol=Protocol.parse(protocol),
+                internal_port=internal_port,
+                internal_client=internal_client,
+                description=description,
+                lease=lease,
+                remote_host=remote_host,
+                enabled=enabled,
+            ),
+        )
+
+    async def add_any_port_mapping(
+        self,
+        external_port: int,
+        protocol: Protocol | str,
+        internal_port: int,
+        internal_client: str,
+        *,
+        description: str = DEFAULT_DESCRIPTION,
+        lease: int = DEFAULT_LEASE,
+        remote_host: str | None = None,
+        enabled: bool = True,
+    ) -> int:
+        """AddAnyPortMapping (v2): returns the port the gateway reserved."""
+        out = await self.call(
+            "AddAnyPortMapping",
+            actions.port_mapping_args(
+                external_port=external_port,
+                protocol=Protocol.parse(protocol),
+                internal_port=internal_port,
+                internal_client=internal_client,
+                description=description,
+                lease=lease,
+                remote_host=remote_host,
+                enabled=enabled,
+            ),
+        )
+        port = actions.parse_uint(out.get("NewReservedPort", ""), "NewReservedPort", 65535)
+        if port == 0:
+            raise RemoteProtocolError("AddAnyPortMapping reserved port 0")
+        return port
+
+    async def delete_port_mapping(
+        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+    ) -> None:
+        """DeletePortMapping (miniupnpd answers 200 even when nothing was there)."""
+        await self.call(
+            "DeletePortMapping",
+            actions.mapping_key_args(external_port, Protocol.parse(protocol), remote_host),
+        )
+
+    async def delete_port_mapping_range(
+        self, start_port: int, end_port: int, protocol: Protocol | str, *, manage: bool = False
+    ) -> None:
+        """DeletePortMappingRange (v2), sent in chunks of at most :data:`RANGE_DELETE_CHUNK`.
+
+        A chunk that matches nothing (730) is not an error.
+        """
+        if not 1 <= start_port <= end_port <= 65535:
+            raise ValueError("need 1 <= start_port <= end_port <= 65535")
+        proto = Protocol.parse(protocol).value
+        for lo in range(start_port, end_port + 1, RANGE_DELETE_CHUNK):
+            hi = min(lo + RANGE_DELETE_CHUNK - 1, end_port)
+            with contextlib.suppress(PortMappingNotFound):
+                await self.call(
+                    "DeletePortMappingRange",
+                    [
+                        ("NewStartPort", str(lo)),
+                        ("NewEndPort", str(hi)),
+                        ("NewProtocol", proto),
+                        ("NewManage", "1" if manage else "0"),
+                    ],
+                )
+
+    async def get_generic_port_mapping_entry(self, index: int) -> PortMappingEntry | None:
+        """GetGenericPortMappingEntry; ``None`` for a placeholder (empty) entry.
+
+        Raises:
+            SpecifiedArrayIndexInvalid: past the end of the table (713).
+        """
+        if not 0 <= index <= 65535:
+            raise ValueError("index must be in 0..65535")
+        out = await self.call("GetGenericPortMappingEntry", [("NewPortMappingIndex", str(index))])
+        return actions.parse_port_mapping_entry(out)
+
+    async def get_specific_port_mapping_entry(
+        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+    ) -> PortMappingEntry:
+        """GetSpecificPortMappingEntry.
+
+        Raises:
+            NoSuchEntryInArray: no such mapping (714).
+        """
+        proto = Protocol.parse(protocol)
+        out = await self.call(
+            "GetSpecificPortMappingEntry",
+            actions.mapping_key_args(external_port, proto, remote_host),
+        )
+        entry = actions.parse_port_mapping_entry(
+            out, external_port=external_port, protocol=proto, remote_host=remote_host
+        )
+        if entry is None:
+            raise NoSuchEntryInArray(
+                714, "empty entry", "GetSpecificPortMappingEntry", self.service.service_type
+            )
+        return entry
+
+    async def get_list_of_port_mappings(
+        self,
+        protocol: Protocol | str,
+        *,
+        start_port: int = 1,
+        end_port: int = 65535,
+        manage: bool = True,
+        number: int = 0,
+    ) -> list[PortMappingEntry]:
+        """GetListOfPortMappings (v2); no match (730) is an empty list."""
+        try:
+            out = await self.call(
+                "GetListOfPortMappings",
+                [
+                    ("NewStartPort", str(start_port)),
+                    ("NewEndPort", str(end_port)),
+                    ("NewProtocol", Protocol.parse(protocol).value),
+                    ("NewManage", "1" if manage else "0"),
+                    ("NewNumberOfPorts", str(number)),
+                ],
+            )
+        except PortMappingNotFound:
+            return []
+        return actions.parse_port_listing(out.get("NewPortListing", ""))
+
+    async def port_mappings(
+        self, *, max_entries: int = MAX_ENUMERATED_ENTRIES
+    ) -> list[PortMappingEntry]:
+        """The whole mapping table, bounded by ``max_entries``.
+
+        On v2 two GetListOfPortMappings calls (TCP and UDP, concurrently); else
+        GetGenericPortMappingEntry from index 0 until 713/714, skipping empty
+        placeholder entries, stopping at ``max_entries`` indexes or after a long
+        run of placeholders (a router that never says 713).
+        """
+        if self.is_v2:
+            try:
+                tcp, udp = await asyncio.gather(
+                    self.get_list_of_port_mappings(Protocol.TCP),
+                    self.get_list_of_port_mappings(Protocol.UDP),
+                )
+                return (tcp + udp)[:max_entries]
+            except (InvalidAction, OptionalActionNotImplemented, ActionNotSupported):
+                pass
+        return [entry async for entry in self._enumerate(max_entries)]
+
+    async def _enumerate(self, max_entries: int) -> AsyncIterator[PortMappingEntry]:
+        empty_run = 0
+        for index in range(max_entries):
+            try:
+                entry = await self.get_generic_port_mapping_entry(index)
+            except (SpecifiedArrayIndexInvalid, NoSuchEntryInArray):
+                return
+            if entry is None:
+                empty_run += 1
+                if empty_run >= _MAX_EMPTY_RUN:
+                    return
+                continue
+            empty_run = 0
+            yield entry
+
+    # -- managed mappings ---------------------------------------------------
+    async def map_port(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+        managed: bool = True,
+    ) -> Mapping:
+        """Map a port safely (see :meth:`aioigd.PortMapper.map_port`)."""
+        return await self.mapper.map_port(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+            managed=managed,
+        )
+
+    def mapped(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+    ) -> contextlib.AbstractAsyncContextManager[Mapping]:
+        """``async with gateway.mapped(port) as m:`` — renewed inside, removed on exit."""
+        return self.mapper.mapped(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+
+    async def release(self, mapping: Mapping) -> None:
+        """Stop renewing ``mapping`` and delete it from the gateway."""
+        await self.mapper.release(mapping)
+
+    async def close(self, *, release: bool = True) -> list[tuple[Mapping, IGDError]]:
+        """Release managed mappings (unless ``release=False``) and close the session.
+
+        Returns the mappings that could not be deleted, with the reason.
+        """
+        try:
+            failed = await self.mapper.close(release=release)
+        finally:
+            await self.session.close()
+        return failed
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,237 @@
+"""Values shared by every layer: frozen dataclasses and protocol enums (no I/O)."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Protocol",
+    "ServiceKind",
+    "SearchResponse",
+    "Service",
+    "Device",
+    "DeviceDescription",
+    "PortMappingEntry",
+    "StatusInfo",
+    "NATRSIPStatus",
+    "ConnectionTypeInfo",
+    "Mapping",
+    "is_global_address",
+]
+
+
+class Protocol(enum.StrEnum):
+    """Transport protocol of a port mapping (WANIPConnection ``PortMappingProtocol``)."""
+
+    #: TCP, IANA protocol number 6.
+    TCP = "TCP"
+    #: UDP, IANA protocol number 17.
+    UDP = "UDP"
+
+    @property
+    def number(self) -> int:
+        """IANA protocol number, as WANIPv6FirewallControl wants it."""
+        return 6 if self is Protocol.TCP else 17
+
+    @classmethod
+    def parse(cls, value: str | Protocol) -> Protocol:
+        """Accept ``"tcp"``, ``"UDP"`` or a member; raise ``ValueError`` otherwise."""
+        if isinstance(value, Protocol):
+            return value
+        try:
+            return cls(value.strip().upper())
+        except ValueError:
+            raise ValueError(f"protocol must be TCP or UDP, not {value!r}") from None
+
+
+class ServiceKind(enum.Enum):
+    """The IGD services aioigd controls (igd-description.md)."""
+
+    #: ``WANIPConnection`` (v1 or v2).
+    WAN_IP = "WANIPConnection"
+    #: ``WANPPPConnection`` (v1 only exists).
+    WAN_PPP = "WANPPPConnection"
+    #: ``WANIPv6FirewallControl`` v1 (IPv6 pinholes).
+    FIREWALL = "WANIPv6FirewallControl"
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """One SSDP search answer (or NOTIFY), with the address it came from."""
+
+    location: str
+    st: str
+    usn: str
+    server: str = ""
+    max_age: int | None = None
+    boot_id: int | None = None
+    #: The IP address the datagram came from (not from the datagram itself).
+    sender: str = ""
+    is_notify: bool = False
+    nts: str = ""
+
+
+@dataclass(frozen=True)
+class Service:
+    """A ``<service>`` of a device description, with absolute URLs."""
+
+    service_type: str
+    service_id: str
+    control_url: str
+    scpd_url: str = ""
+    event_sub_url: str = ""
+
+    @property
+    def kind(self) -> ServiceKind | None:
+        """Which known service this is, or ``None``."""
+        for kind in ServiceKind:
+            if f":service:{kind.value}:" in self.service_type:
+                return kind
+        return None
+
+    @property
+    def version(self) -> int:
+        """The version number after the last colon of the type (0 when absent)."""
+        tail = self.service_type.rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() and len(tail) < 4 else 0
+
+
+@dataclass(frozen=True)
+class Device:
+    """A ``<device>`` of a description, with its embedded devices."""
+
+    device_type: str
+    friendly_name: str = ""
+    udn: str = ""
+    manufacturer: str = ""
+    model_name: str = ""
+    services: tuple[Service, ...] = ()
+    devices: tuple[Device, ...] = ()
+
+    def walk(self) -> list[Device]:
+        """This device and every embedded device, depth first."""
+        out: list[Device] = []
+        stack: list[Device] = [self]
+        while stack:
+            dev = stack.pop()
+            out.append(dev)
+            stack.extend(reversed(dev.devices))
+        return out
+
+
+@dataclass(frozen=True)
+class DeviceDescription:
+    """A parsed root device description."""
+
+    location: str
+    root: Device
+    url_base: str = ""
+
+    def services(self) -> list[Service]:
+        """Every service of every device in the tree."""
+        return [svc for dev in self.root.walk() for svc in dev.services]
+
+    def connection_services(self) -> list[Service]:
+        """WAN connection services, best first: WANIPConnection v2, v1, WANPPPConnection."""
+        found = [s for s in self.services() if s.kind in (ServiceKind.WAN_IP, ServiceKind.WAN_PPP)]
+        return sorted(found, key=lambda s: (s.kind is not ServiceKind.WAN_IP, -s.version))
+
+    def firewall_service(self) -> Service | None:
+        """The WANIPv6FirewallControl service, if the gateway has one."""
+        for svc in self.services():
+            if svc.kind is ServiceKind.FIREWALL:
+                return svc
+        return None
+
+
+@dataclass(frozen=True)
+class PortMappingEntry:
+    """One entry of the gateway's mapping table.
+
+    ``remote_host`` is ``None`` for the wildcard (any remote peer); ``lease`` is
+    the remaining lease in seconds, 0 meaning permanent.
+    """
+
+    external_port: int
+    protocol: Protocol
+    internal_port: int
+    internal_client: str
+    enabled: bool = True
+    description: str = ""
+    lease: int = 0
+    remote_host: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """``GetStatusInfo`` result."""
+
+    connection_status: str
+    last_connection_error: str
+    uptime: int
+
+
+@dataclass(frozen=True)
+class NATRSIPStatus:
+    """``GetNATRSIPStatus`` result."""
+
+    rsip_available: bool
+    nat_enabled: bool
+
+
+@dataclass(frozen=True)
+class ConnectionTypeInfo:
+    """``GetConnectionTypeInfo`` result."""
+
+    connection_type: str
+    possible_connection_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A port mapping that aioigd created and verified on one gateway.
+
+    ``external_ip`` is ``None`` when the gateway reported no usable external
+    address. ``lease`` is what the gateway granted (0 = permanent).
+    """
+
+    external_ip: str | None
+    external_port: int
+    internal_client: str
+    internal_port: int
+    protocol: Protocol
+    lease: int
+    description: str = ""
+    #: The LOCATION URL of the gateway that holds the mapping.
+    gateway: str = ""
+    #: True when the gateway only accepted a permanent lease (fault 725).
+    permanent_only: bool = field(default=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with snake_case keys named after the fields."""
+        return {
+            "external_ip": self.external_ip,
+            "external_port": self.external_port,
+            "internal_client": self.internal_client,
+            "internal_port": self.internal_port,
+            "protocol": self.protocol.value,
+            "lease": self.lease,
+            "description": self.description,
+            "gateway": self.gateway,
+            "permanent_only": self.permanent_only,
+        }
+
+
+def is_global_address(address: str | None) -> bool:
+    """True when ``address`` is a globally routable IP (not private, CGNAT, reserved ...)."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    # ipaddress treats 100.64.0.0/10 (RFC 6598 shared space) as neither global nor private.
+    return ip.is_global and not ip.is_multicast

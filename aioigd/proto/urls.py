@@ -1,0 +1,74 @@
+"""URL rules: resolve description URLs and refuse ones that leave the gateway (no I/O)."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urljoin, urlsplit
+
+from ..errors import UnsafeURLError
+
+__all__ = ["url_host", "resolve_url", "check_url", "same_host", "MAX_URL_LENGTH"]
+
+MAX_URL_LENGTH = 1024
+
+
+def _norm_host(host: str) -> str:
+    host = host.strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        return host
+
+
+def url_host(url: str) -> str:
+    """The normalised host of ``url`` (IP literals canonical, zone ids dropped)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+    return _norm_host(host)
+
+
+def same_host(a: str, b: str) -> bool:
+    """True when two hosts (or IP literals) are the same address."""
+    return _norm_host(a) == _norm_host(b)
+
+
+def check_url(url: str, *, allowed_host: str | None = None) -> str:
+    """Return ``url`` if it is a plain http URL (optionally on ``allowed_host``).
+
+    Raises:
+        UnsafeURLError: another scheme (file:, ftp:, https is not expected on a
+            LAN gateway), userinfo, an over-long URL, a bad port, or another host.
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeURLError(f"URL longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeURLError(f"malformed URL {url[:80]!r}: {exc}") from None
+    if parts.scheme.lower() != "http":
+        raise UnsafeURLError(f"refusing URL scheme {parts.scheme or 'none'!r} in {url[:80]!r}")
+    if "@" in parts.netloc:
+        raise UnsafeURLError(f"refusing URL with user info: {url[:80]!r}")
+    if not parts.hostname:
+        raise UnsafeURLError(f"URL has no host: {url[:80]!r}")
+    if port == 0:
+        raise UnsafeURLError(f"URL has port 0: {url[:80]!r}")
+    if allowed_host is not None and not same_host(parts.hostname, allowed_host):
+        raise UnsafeURLError(
+            f"URL {url[:80]!r} points to {parts.hostname}, not the gateway {allowed_host}"
+        )
+    return url
+
+
+def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
+    """Resolve a description URL (controlURL, SCPDURL ...) per RFC 3986.
+
+    Relative URLs resolve against ``URLBase`` when the description has one,
+    else against the LOCATION the description was fetched from.
+    """
+    relative = relative.strip()
+    base = url_base.strip() or location
+    return urljoin(base, relative)

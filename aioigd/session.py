@@ -1,0 +1,186 @@
+"""HTTP for one gateway: description fetches and SOAP calls over one aiohttp session.
+
+Invariants: every request has a total timeout; every body is read under a
+size cap (Content-Length is checked first, then the bytes actually read);
+redirects are never followed; URLs must stay on the gateway's host; every
+aiohttp/OSError is translated into the aioigd error tree here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace, TracebackType
+
+import aiohttp
+
+from .errors import (
+    IGDConnectionError,
+    IGDError,
+    IGDTimeoutError,
+    RemoteProtocolError,
+    ResponseTooLarge,
+)
+from .proto import soap
+from .proto.description import MAX_DESCRIPTION_SIZE
+from .proto.urls import check_url
+
+__all__ = ["SoapSession", "SessionStats", "DEFAULT_TIMEOUT"]
+
+log = logging.getLogger("aioigd.traffic")
+
+#: Seconds for one whole HTTP exchange (connect, send, read the capped body).
+DEFAULT_TIMEOUT = 5.0
+_CHUNK = 65536
+
+
+@dataclass
+class SessionStats:
+    """Counters for benchmarks and leak checks."""
+
+    requests: int = 0
+    connections: int = 0
+
+
+@contextlib.contextmanager
+def _map_exceptions(what: str, timeout: float) -> Iterator[None]:
+    try:
+        yield
+    except IGDError:
+        raise
+    except TimeoutError:
+        raise IGDTimeoutError(f"{what}: no answer within {timeout:g} s") from None
+    except aiohttp.ClientPayloadError as exc:
+        raise RemoteProtocolError(f"{what}: truncated or malformed body ({exc})") from None
+    except aiohttp.ClientResponseError as exc:
+        raise RemoteProtocolError(f"{what}: malformed HTTP reply ({exc.message})") from None
+    except aiohttp.InvalidURL as exc:
+        raise RemoteProtocolError(f"{what}: invalid URL {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise IGDConnectionError(f"{what}: {reason}") from None
+
+
+class SoapSession:
+    """One aiohttp session per gateway, reused for every action.
+
+    Args:
+        host: the gateway's address; every URL must be on it unless ``None``.
+        timeout: seconds for each whole request.
+        max_body: cap on any response body in bytes.
+    """
+
+    def __init__(
+        self,
+        host: str | None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body: int = max(soap.MAX_SOAP_SIZE, MAX_DESCRIPTION_SIZE),
+    ) -> None:
+        self.host = host
+        self.timeout = timeout
+        self.max_body = max_body
+        self.stats = SessionStats()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_create_end.append(self._on_connection)
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=16, limit_per_host=8, use_dns_cache=False),
+                trace_configs=[trace],
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def _on_connection(
+        self, _s: aiohttp.ClientSession, _c: SimpleNamespace, _p: object
+    ) -> None:
+        self.stats.connections += 1
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None,
+        data: bytes | None,
+        what: str,
+    ) -> tuple[int, bytes]:
+        check_url(url, allowed_host=self.host)
+        self.stats.requests += 1
+        with _map_exceptions(what, self.timeout):
+            async with asyncio.timeout(self.timeout):
+                async with self._client().request(
+                    method, url, headers=headers, data=data, allow_redirects=False
+                ) as resp:
+                    if 300 <= resp.status < 400:
+                        raise RemoteProtocolError(
+                            f"{what}: HTTP {resp.status} redirect refused "
+                            f"(to {resp.headers.get('Location', '?')[:80]!r})"
+                        )
+                    length = resp.content_length
+                    if length is not None and length > self.max_body:
+                        raise ResponseTooLarge(
+                            f"{what}: Content-Length {length} exceeds {self.max_body} bytes"
+                        )
+                    body = bytearray()
+                    while chunk := await resp.content.read(_CHUNK):
+                        body += chunk
+                        if len(body) > self.max_body:
+                            raise ResponseTooLarge(f"{what}: body exceeds {self.max_body} bytes")
+                    return resp.status, bytes(body)
+
+    async def get(self, url: str, *, what: str = "description") -> bytes:
+        """GET ``url`` and return its body (status 200 only)."""
+        status, body = await self._request("GET", url, headers=None, data=None, what=what)
+        if status != 200:
+            raise RemoteProtocolError(f"{what}: HTTP {status} from {url[:80]}")
+        return body
+
+    async def call(
+        self,
+        control_url: str,
+        service_type: str,
+        action: str,
+        args: Sequence[tuple[str, str]] = (),
+    ) -> dict[str, str]:
+        """POST one SOAP action and return its out arguments.
+
+        Raises:
+            UPnPError: a fault from the gateway (subclass chosen by code).
+            RemoteProtocolError: malformed, oversized or redirected reply.
+            IGDConnectionError / IGDTimeoutError: transport failures.
+        """
+        headers, body = soap.build_request(service_type, action, args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("-> %s %s %r", control_url, action, list(args))
+        status, reply = await self._request(
+            "POST", control_url, headers=headers, data=body, what=action
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("<- %s %s HTTP %d %d bytes", control_url, action, status, len(reply))
+        return soap.parse_response(status, reply, service_type, action, limit=self.max_body)
+
+    async def close(self) -> None:
+        """Close the aiohttp session and its connections."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> SoapSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

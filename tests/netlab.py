@@ -1,0 +1,506 @@
+"""Network-namespace lab: the real miniupnpd as one to four stacked NAT routers.
+
+Topology for ``Lab(layers=N)``, each box a network namespace, each line a veth pair that is
+created inside the namespaces and joined to nothing else::
+
+    client ── r1 ── r2 ── ... ── rN ── outside
+
+IPv4 address plan (why: /work/shared/lab-notes.md):
+
+- client ``eth0`` 192.168.1.2/24, default via r1's ``lan`` 192.168.1.1/24.
+- link k between r_k's ``wan`` and r_(k+1)'s ``lan``: r_k 31.0.k.2/24 (a WAN address must look
+  public, or miniupnpd refuses to forward) and r_(k+1) 10.0.k.1/24 (a LAN address must be private,
+  or miniupnpd exits), joined by /32 device routes; r_(k+1) listens with ``listening_ip=10.0.k.1/1``
+  so that 31.0.k.2 counts as a LAN peer.
+- rN ``wan`` 33.0.0.1/24, outside ``eth0`` 33.0.0.2/24. The outside has no default route.
+
+The root namespace sees only ``ip netns add`` / ``ip netns del``: no address, route, rule or
+process of the lab lives there, so nothing can leave a real interface.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+__all__ = [
+    "CLIENT_IP",
+    "HTTP_PORT",
+    "MAX_LAYERS",
+    "OUTSIDE_IP",
+    "Lab",
+    "LabError",
+    "Router",
+    "lab_unavailable_reason",
+    "require_root",
+]
+
+CLIENT_IP = "192.168.1.2"
+OUTSIDE_IP = "33.0.0.2"
+HTTP_PORT = 5000
+MAX_LAYERS = 4
+#: miniupnpc and miniupnpd ask a minissdpd socket first; its path is shared by every namespace.
+NO_MINISSDPD = "/nonexistent/minissdpd.sock"
+_TOOLS = ("ip", "nft", "miniupnpd", "upnpc", "unshare")
+_AUTO_PREFIX = re.compile(r"^igd(\d+)x\d+-")
+_counter = itertools.count()
+
+# Regular chains first: a jump may only name a chain that already exists.
+_NFT_RULES = """\
+table inet filter {{
+    chain miniupnpd {{ }}
+    chain prerouting_miniupnpd {{ }}
+    chain postrouting_miniupnpd {{ }}
+    chain forward {{ type filter hook forward priority 0; policy accept; jump miniupnpd; }}
+    chain prerouting {{ type nat hook prerouting priority -100; policy accept;
+        jump prerouting_miniupnpd; }}
+    chain postrouting {{ type nat hook postrouting priority 100; policy accept;
+        jump postrouting_miniupnpd; oifname "{wan}" masquerade; }}
+}}
+"""
+_NFT_FLUSH = (
+    "flush chain inet filter miniupnpd; flush chain inet filter prerouting_miniupnpd; "
+    "flush chain inet filter postrouting_miniupnpd"
+)
+# /dev/console -> /dev/null: without /dev/log, `miniupnpd -d` also writes each log line to the
+# console (slow, floods the machine). `unshare -m` keeps the bind mount private to miniupnpd.
+_DAEMON_SH = (
+    "{ [ ! -e /dev/console ] || mount --bind /dev/null /dev/console; } && "
+    'exec miniupnpd -d -f "$0" -P "$1"'
+)
+_ECHO_SERVER = """\
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[1])))
+s.listen(8)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    with c:
+        c.sendall(c.recv(1024))
+"""
+_ECHO_CLIENT = """\
+import socket, sys
+token = sys.argv[3].encode()
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[4])) as c:
+    c.sendall(token)
+    sys.exit(0 if c.recv(1024) == token else 1)
+"""
+_MAPPING_LINE = re.compile(r"^\s*\d+\s+(TCP|UDP)\s+(\d+)->([0-9.]+):(\d+)\s", re.MULTILINE)
+
+
+class LabError(RuntimeError):
+    """A lab command failed or a daemon did not come up."""
+
+
+@dataclass(frozen=True)
+class Router:
+    """One NAT layer: a namespace running miniupnpd, r1 next to the client."""
+
+    index: int
+    ns: str
+    lan_ip: str
+    wan_ip: str
+    #: The LAN peer that maps on this router: the client for r1, else the lower router's WAN.
+    internal_client: str
+    lan_if: str = "lan"
+    wan_if: str = "wan"
+    http_port: int = HTTP_PORT
+
+    @property
+    def location(self) -> str:
+        return f"http://{self.lan_ip}:{self.http_port}/rootDesc.xml"
+
+    @property
+    def listening_ip(self) -> str:
+        # /1 on upper layers: the lower router's 31.0.k.2 must fall inside the "LAN".
+        return f"{self.lan_ip}/24" if self.index == 1 else f"{self.lan_ip}/1"
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why the lab cannot run here (not root, tool missing), or None when it can."""
+    if os.geteuid() != 0:
+        return "network-namespace lab needs root"
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"network-namespace lab needs {', '.join(missing)} (apt: miniupnpd-nftables, ...)"
+    return None
+
+
+def require_root() -> None:
+    """Skip the calling test unless the lab can run (root and every tool present)."""
+    reason = lab_unavailable_reason()
+    if reason is not None:
+        import pytest
+
+        pytest.skip(reason)
+
+
+def _host(*args: str, check: bool = True, input: str | None = None) -> str:
+    """Run ``ip netns ...`` style commands from the root namespace; they touch only namespaces."""
+    proc = subprocess.run(args, input=input, capture_output=True, text=True, timeout=30)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(args)} -> rc {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _namespaces() -> list[str]:
+    return [line.split()[0] for line in _host("ip", "netns", "list").splitlines() if line]
+
+
+def _delete_namespace(ns: str) -> None:
+    """Kill whatever still runs in ``ns`` (by pid), then delete it."""
+    for pid in _host("ip", "netns", "pids", ns, check=False).split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _host("ip", "netns", "del", ns, check=False)
+
+
+def _remove_stale(prefix: str) -> None:
+    """Delete namespaces of an earlier lab: this prefix, or an auto prefix whose pid is gone."""
+    for ns in _namespaces():
+        auto = _AUTO_PREFIX.match(ns)
+        dead_owner = auto is not None and not Path(f"/proc/{auto.group(1)}").exists()
+        if ns.startswith(f"{prefix}-") or dead_owner:
+            _delete_namespace(ns)
+
+
+def _listening(pid: int, port: int) -> bool:
+    """True when ``pid`` is miniupnpd and its network namespace has a TCP listener on ``port``."""
+    try:  # until `ip netns exec` has execed miniupnpd, /proc/PID/net may be the root namespace's
+        if not os.readlink(f"/proc/{pid}/exe").endswith("/miniupnpd"):
+            return False
+    except OSError:
+        return False
+    needle = f":{port:04X} "
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        # Fields: sl local_address rem_address st ...; st 0A is LISTEN.
+        if any(needle in f"{f[1]} " and f[3] == "0A" for f in (ln.split() for ln in lines)):
+            return True
+    return False
+
+
+def _stop_process(proc: subprocess.Popen[str], timeout: float = 3.0) -> None:
+    """Terminate, then kill, and always reap (a zombie keeps its pid alive)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+class Lab:
+    """Build the topology on ``__enter__``; ``__exit__``/``close()`` always tear it down."""
+
+    def __init__(
+        self,
+        layers: int = 1,
+        *,
+        prefix: str | None = None,
+        miniupnpd_extra: dict[int, list[str]] | None = None,
+        igd_v1: bool = False,
+    ) -> None:
+        if not 1 <= layers <= MAX_LAYERS:
+            raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {layers}")
+        self.prefix = prefix or f"igd{os.getpid()}x{next(_counter)}"
+        if len(self.prefix) > 12:  # keep "<prefix>-r4" short
+            raise ValueError(f"prefix {self.prefix!r} is longer than 12 characters")
+        self.layers = layers
+        self.client_ns = f"{self.prefix}-c"
+        self.outside_ns = f"{self.prefix}-o"
+        self.outside_ip = OUTSIDE_IP
+        self.client_ip = CLIENT_IP
+        self.routers = [self._plan(k) for k in range(1, layers + 1)]
+        self.tmpdir = Path()
+        self._extra = miniupnpd_extra or {}
+        self._igd_v1 = igd_v1
+        self._uuids = {r.index: str(uuid.uuid4()) for r in self.routers}
+        self._daemons: dict[int, subprocess.Popen[str]] = {}
+        self._procs: list[subprocess.Popen[str]] = []
+        self._created: list[str] = []
+        self._closed = False
+
+    def _plan(self, k: int) -> Router:
+        return Router(
+            index=k,
+            ns=f"{self.prefix}-r{k}",
+            lan_ip="192.168.1.1" if k == 1 else f"10.0.{k - 1}.1",
+            wan_ip="33.0.0.1" if k == self.layers else f"31.0.{k}.2",
+            internal_client=CLIENT_IP if k == 1 else f"31.0.{k - 1}.2",
+        )
+
+    def router(self, k: int) -> Router:
+        """Router ``k``, counted from 1 next to the client."""
+        if not 1 <= k <= self.layers:
+            raise IndexError(f"no router r{k} in a {self.layers}-layer lab")
+        return self.routers[k - 1]
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [self.client_ns, *(r.ns for r in self.routers), self.outside_ns]
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None:  # pytest shows the captured stderr of a failed test
+            print(self.log_tails(), file=sys.stderr)
+        self.close()
+
+    def _build(self) -> None:
+        _remove_stale(self.prefix)
+        self.tmpdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}-"))
+        for ns in self.namespaces:
+            _host("ip", "netns", "add", ns)
+            self._created.append(ns)
+        # veth pairs are born inside the namespaces, never in the root one.
+        for ns_a, if_a, ns_b, if_b in self._links():
+            _host(*f"ip -n {ns_a} link add {if_a} type veth peer name {if_b} netns {ns_b}".split())
+        for ns, lines in self._ip_batches().items():
+            _host("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
+        for r in self.routers:
+            self.run(r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            self.run(r.ns, "nft", "-f", "-", input=_NFT_RULES.format(wan=r.wan_if))
+        for r in self.routers:
+            self._spawn_miniupnpd(r.index)
+        for r in self.routers:
+            self._wait_ready(r.index)
+
+    def _links(self) -> list[tuple[str, str, str, str]]:
+        """Veth pairs from the client up: (namespace, iface, peer namespace, peer iface)."""
+        nodes = [(self.client_ns, "eth0")]
+        for r in self.routers:
+            nodes += [(r.ns, r.lan_if), (r.ns, r.wan_if)]
+        nodes.append((self.outside_ns, "eth0"))
+        return [(*nodes[i], *nodes[i + 1]) for i in range(0, len(nodes), 2)]
+
+    def _ip_batches(self) -> dict[str, list[str]]:
+        """``ip -batch`` lines per namespace: links up, addresses, routes."""
+        up = ["link set lo up"]
+        batches = {
+            self.client_ns: [
+                *up,
+                "link set eth0 up",
+                f"addr add {CLIENT_IP}/24 dev eth0",
+                f"route add default via {self.routers[0].lan_ip}",
+            ],
+            self.outside_ns: [*up, "link set eth0 up", f"addr add {OUTSIDE_IP}/24 dev eth0"],
+        }
+        for r in self.routers:
+            lines = [*up, f"link set {r.lan_if} up", f"link set {r.wan_if} up"]
+            lines.append(f"addr add {r.lan_ip}/24 dev {r.lan_if}")
+            lines.append(f"addr add {r.wan_ip}/24 dev {r.wan_if}")
+            if r.index > 1:  # device route to the lower router's public-looking WAN address
+                lines.append(f"route add {r.internal_client}/32 dev {r.lan_if}")
+            if r.index < self.layers:
+                upper_lan = self.routers[r.index].lan_ip
+                lines.append(f"route add {upper_lan}/32 dev {r.wan_if}")
+                lines.append(f"route add default via {upper_lan} dev {r.wan_if} onlink")
+            batches[r.ns] = lines
+        return batches
+
+    def close(self) -> None:
+        """Kill every daemon and tracked process, delete the namespaces; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for proc in [*self._daemons.values(), *self._procs]:
+            _stop_process(proc)
+        self._daemons.clear()
+        self._procs.clear()
+        for ns in reversed(self._created):
+            _delete_namespace(ns)
+        self._created.clear()
+        if self.tmpdir.is_dir():
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        ns: str,
+        *args: str,
+        check: bool = True,
+        timeout: float = 30,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``args`` inside namespace ``ns``; LabError on a non-zero exit when ``check``."""
+        cmd = ["ip", "netns", "exec", ns, *args]
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise LabError(
+                f"[{ns}] {' '.join(args)} -> rc {proc.returncode}\n"
+                f"stdout: {proc.stdout.strip()}\nstderr: {proc.stderr.strip()}"
+            )
+        return proc
+
+    def popen(self, ns: str, *args: str) -> subprocess.Popen[str]:
+        """Start ``args`` inside ``ns`` with piped stdout; it is killed at teardown."""
+        # `ip netns exec` execs the command, so the Popen pid is the command's own pid.
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._procs.append(proc)
+        return proc
+
+    def upnpc(self, k: int, *args: str, check: bool = True) -> str:
+        """Run ``upnpc -u <r_k location> args`` from r_k's LAN peer; return its stdout."""
+        peer_ns = self.client_ns if k == 1 else self.router(k - 1).ns
+        cmd = ("upnpc", "-p", NO_MINISSDPD, "-u", self.router(k).location, *args)
+        return self.run(peer_ns, *cmd, check=check).stdout
+
+    def upnpc_mappings(self, k: int) -> list[tuple[str, int, str, int]]:
+        """r_k's table by ``upnpc -l``: (protocol, ext port, internal client, internal port)."""
+        out = self.upnpc(k, "-l")
+        return [(m[0], int(m[1]), m[2], int(m[3])) for m in _MAPPING_LINE.findall(out)]
+
+    # -- miniupnpd ----------------------------------------------------------------------------
+
+    def _conf(self, r: Router) -> str:
+        lines = [
+            f"ext_ifname={r.wan_if}",
+            f"listening_ip={r.listening_ip}",
+            f"http_port={r.http_port}",
+            "enable_upnp=yes",
+            "enable_natpmp=yes",
+            "secure_mode=yes",
+            f"uuid={self._uuids[r.index]}",
+            f"friendly_name=aioigd lab r{r.index}",
+            f"minissdpdsocket={NO_MINISSDPD}",
+            f"force_igd_desc_v1={'yes' if self._igd_v1 else 'no'}",
+            "upnp_table_name=filter",
+            "upnp_nat_table_name=filter",
+            "upnp_forward_chain=miniupnpd",
+            "upnp_nat_chain=prerouting_miniupnpd",
+            "upnp_nat_postrouting_chain=postrouting_miniupnpd",
+            # Extras precede the permission rules, so that their allow/deny lines match first.
+            *self._extra.get(r.index, []),
+            f"allow 1024-65535 {r.lan_ip.rsplit('.', 1)[0]}.0/24 0-65535",
+        ]
+        if r.index > 1:
+            lines.append(f"allow 1024-65535 {r.internal_client}/32 0-65535")
+        lines.append("deny 0-65535 0.0.0.0/0 0-65535")
+        return "\n".join(lines) + "\n"
+
+    def _spawn_miniupnpd(self, k: int) -> None:
+        r = self.router(k)
+        if k in self._daemons:
+            raise LabError(f"miniupnpd r{k} is already running")
+        conf = self.tmpdir / f"r{k}.conf"
+        pid = self.tmpdir / f"r{k}.pid"
+        conf.write_text(self._conf(r))
+        pid.unlink(missing_ok=True)  # a stale pid file makes miniupnpd refuse to start
+        self.run(r.ns, "nft", _NFT_FLUSH)  # boots with an empty table, like a real router
+        with open(self.tmpdir / f"r{k}.log", "a") as log:
+            self._daemons[k] = subprocess.Popen(
+                [
+                    *f"ip netns exec {r.ns} unshare -m sh -c".split(),
+                    _DAEMON_SH,
+                    str(conf),
+                    str(pid),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def _wait_ready(self, k: int, timeout: float = 5.0) -> None:
+        proc = self._daemons[k]
+        deadline = time.monotonic() + timeout
+        while not _listening(proc.pid, self.router(k).http_port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                state = "exited" if proc.poll() is not None else f"not listening after {timeout}s"
+                raise LabError(f"miniupnpd r{k} {state}; log tail:\n{self._tail(k)}")
+            time.sleep(0.01)
+
+    def start_miniupnpd(self, k: int) -> None:
+        """Start r_k's miniupnpd with an empty table and wait until its HTTP port listens."""
+        self._spawn_miniupnpd(k)
+        self._wait_ready(k)
+
+    def stop_miniupnpd(self, k: int) -> None:
+        """Stop r_k's miniupnpd and reap it; no-op when it is not running."""
+        proc = self._daemons.pop(k, None)
+        if proc is not None:
+            _stop_process(proc)
+
+    def restart_miniupnpd(self, k: int) -> None:
+        """Stop and start r_k's miniupnpd: a router reboot, the mapping table empty again."""
+        self.stop_miniupnpd(k)
+        self.start_miniupnpd(k)
+
+    def miniupnpd_pid(self, k: int) -> int | None:
+        proc = self._daemons.get(k)
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def miniupnpd_log(self, k: int) -> str:
+        path = self.tmpdir / f"r{k}.log"
+        return path.read_text(errors="replace") if path.is_file() else ""
+
+    def _tail(self, k: int, lines: int = 20) -> str:
+        return "\n".join(self.miniupnpd_log(k).splitlines()[-lines:])
+
+    def log_tails(self, lines: int = 20) -> str:
+        """The last ``lines`` of every router's miniupnpd log, for a failure report."""
+        return "\n".join(
+            f"--- miniupnpd r{r.index} ---\n{self._tail(r.index, lines)}" for r in self.routers
+        )
+
+    # -- reachability helpers -----------------------------------------------------------------
+
+    def tcp_listener(self, ns: str, port: int, timeout: float = 5.0) -> subprocess.Popen[str]:
+        """Start a TCP echo server on 0.0.0.0:``port`` in ``ns``; return once it listens."""
+        proc = self.popen(ns, sys.executable, "-I", "-S", "-c", _ECHO_SERVER, str(port))
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready or proc.stdout.readline().strip() != "ready":
+            raise LabError(f"echo server in {ns} on port {port} did not start")
+        return proc
+
+    def tcp_connect(self, ns: str, host: str, port: int, timeout: float = 2.0) -> bool:
+        """True when a connection from ``ns`` to host:port gets its token echoed back."""
+        token = uuid.uuid4().hex
+        args = (sys.executable, "-I", "-S", "-c", _ECHO_CLIENT, host, str(port), token)
+        proc = self.run(ns, *args, str(timeout), check=False, timeout=timeout + 10)
+        return proc.returncode == 0
