@@ -1,0 +1,347 @@
+"""The ``aioigd`` command line: argparse front end over the async API.
+
+The only place that runs an event loop. Errors are one line on stderr and an
+exit code scripts can trust (:class:`ExitCode`); ``--json`` prints one JSON
+object per line with snake_case keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
+
+from . import __version__
+from .errors import (
+    GatewayNotFound,
+    IGDConnectionError,
+    IGDError,
+    MappingFailed,
+    UPnPError,
+)
+
+__all__ = ["main", "ExitCode", "build_parser"]
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes."""
+
+    #: Success.
+    OK = 0
+    #: The gateway answered something malformed, hostile or unexpected.
+    ERROR = 1
+    #: Bad command line.
+    USAGE = 2
+    #: No gateway answered.
+    NOT_FOUND = 3
+    #: The gateway answered with a UPnP fault (the code is in the message).
+    UPNP_FAULT = 4
+    #: The gateway could not be reached or timed out.
+    NETWORK = 5
+    #: The mapping could not be made (port taken with --strict, verification failed).
+    MAPPING = 6
+    #: Interrupted (Ctrl-C) after cleaning up.
+    INTERRUPTED = 130
+
+
+class _Output:
+    def __init__(self, as_json: bool, out: TextIO, err: TextIO) -> None:
+        self.as_json = as_json
+        self.out = out
+        self.err = err
+
+    def progress(self, text: str) -> None:
+        if not self.as_json:
+            print(f"... {text}", file=self.err, flush=True)
+
+    def emit(self, obj: dict[str, Any], text: str) -> None:
+        if self.as_json:
+            print(json.dumps(obj, sort_keys=False), file=self.out, flush=True)
+        else:
+            print(text, file=self.out, flush=True)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("gateway selection")
+    g.add_argument(
+        "--gateway", metavar="LOCATION_URL", help="skip discovery: use this description URL"
+    )
+    g.add_argument("--timeout", type=float, default=3.0, metavar="S", help="discovery timeout (3)")
+    g.add_argument(
+        "--http-timeout", type=float, default=5.0, metavar="S", help="per-request timeout (5)"
+    )
+    g.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="also send a unicast M-SEARCH here (repeatable)",
+    )
+    g.add_argument("--no-multicast", action="store_true", help="do not multicast M-SEARCH")
+    g.add_argument(
+        "--no-default-gateways", action="store_true", help="do not search the default gateways"
+    )
+    g.add_argument(
+        "--allow-foreign-location",
+        action="store_true",
+        help="accept SSDP answers whose LOCATION is on another host than the sender (unsafe)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} not in 1..65535")
+    return value
+
+
+def _lease(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("lease must be >= 0 seconds")
+    return value
+
+
+def _protocol(text: str) -> str:
+    if text.upper() not in ("TCP", "UDP"):
+        raise argparse.ArgumentTypeError("protocol must be TCP or UDP")
+    return text.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(
+        prog="aioigd", description="Find a UPnP Internet Gateway Device and map ports through it."
+    )
+    parser.add_argument("--version", action="version", version=f"aioigd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log SOAP traffic")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("discover", help="find gateways")
+    p.add_argument("--all", action="store_true", help="collect every gateway until the timeout")
+    _common(p)
+    p = sub.add_parser("external-ip", help="print the gateway's external address")
+    _common(p)
+    p = sub.add_parser("list", help="list the gateway's port mappings")
+    _common(p)
+    p = sub.add_parser("add", help="map a port to this host (stays until its lease ends)")
+    p.add_argument("internal_port", type=_port, metavar="INTERNAL_PORT")
+    p.add_argument("--external-port", type=_port, metavar="P")
+    p.add_argument("--protocol", type=_protocol, default="TCP")
+    p.add_argument("--lease", type=_lease, default=3600, metavar="S", help="seconds, 0=permanent")
+    p.add_argument("--description", default="aioigd", metavar="D")
+    p.add_argument("--internal-client", metavar="IP", help="default: this host's LAN address")
+    p.add_argument("--strict", action="store_true", help="fail instead of choosing another port")
+    _common(p)
+    p = sub.add_parser("delete", help="delete a port mapping")
+    p.add_argument("external_port", type=_port, metavar="EXTERNAL_PORT")
+    p.add_argument("--protocol", type=_protocol, default="TCP")
+    _common(p)
+    p = sub.add_parser("demo", help="run the whole flow against an in-process fake gateway")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def _search_options(args: argparse.Namespace) -> Any:
+    from .discovery import SearchOptions
+
+    return SearchOptions(
+        timeout=args.timeout,
+        multicast=not args.no_multicast,
+        unicast=list(args.search),
+        default_gateways=not args.no_default_gateways,
+        allow_foreign_location=args.allow_foreign_location,
+        http_timeout=args.http_timeout,
+    )
+
+
+async def _gateway(args: argparse.Namespace, out: _Output) -> Any:
+    from .discovery import discover
+    from .gateway import Gateway
+
+    if args.gateway:
+        return await Gateway.from_location(
+            args.gateway,
+            timeout=args.http_timeout,
+            allow_foreign_urls=args.allow_foreign_location,
+        )
+    out.progress(f"searching for a gateway (up to {args.timeout:g} s)")
+    return await discover(_search_options(args))
+
+
+def _gateway_dict(gw: Any) -> dict[str, Any]:
+    return {
+        "location": gw.location,
+        "friendly_name": gw.friendly_name,
+        "udn": gw.udn,
+        "service_type": gw.service.service_type,
+        "firewall": gw.firewall is not None,
+    }
+
+
+async def _cmd_discover(args: argparse.Namespace, out: _Output) -> int:
+    from .discovery import discover_all
+    from .gateway import Gateway
+
+    if args.gateway:
+        gateways = [await _gateway(args, out)]
+    elif args.all:
+        out.progress(f"collecting gateways for {args.timeout:g} s")
+        gateways = await discover_all(_search_options(args))
+    else:
+        gateways = [await _gateway(args, out)]
+    for gw in gateways:
+        assert isinstance(gw, Gateway)
+        d = _gateway_dict(gw)
+        out.emit(d, f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}")
+        await gw.close()
+    return ExitCode.OK
+
+
+async def _cmd_external_ip(args: argparse.Namespace, out: _Output) -> int:
+    async with await _gateway(args, out) as gw:
+        ip = await gw.get_external_ip_address()
+        out.emit({"external_ip": ip, "location": gw.location}, ip)
+    return ExitCode.OK
+
+
+async def _cmd_list(args: argparse.Namespace, out: _Output) -> int:
+    async with await _gateway(args, out) as gw:
+        entries = await gw.port_mappings()
+        if not entries and not out.as_json:
+            print("no port mappings", file=out.out)
+        for e in entries:
+            d = {
+                "external_port": e.external_port,
+                "protocol": e.protocol.value,
+                "internal_client": e.internal_client,
+                "internal_port": e.internal_port,
+                "enabled": e.enabled,
+                "description": e.description,
+                "lease": e.lease,
+                "remote_host": e.remote_host,
+            }
+            text = (
+                f"{e.protocol.value:3} {e.external_port:5} -> {e.internal_client}:"
+                f"{e.internal_port}  lease {e.lease}s  {e.description!r}"
+            )
+            out.emit(d, text)
+    return ExitCode.OK
+
+
+def _mapping_text(m: Any) -> str:
+    lease = "permanent" if m.lease == 0 else f"{m.lease}s"
+    return (
+        f"{m.protocol.value} {m.external_ip or '?'}:{m.external_port} -> "
+        f"{m.internal_client}:{m.internal_port}  lease {lease}  {m.description!r}"
+    )
+
+
+async def _cmd_add(args: argparse.Namespace, out: _Output) -> int:
+    async with await _gateway(args, out) as gw:
+        mapping = await gw.map_port(
+            args.internal_port,
+            args.external_port,
+            args.protocol,
+            lease=args.lease,
+            description=args.description,
+            internal_client=args.internal_client,
+            strict=args.strict,
+            managed=False,
+        )
+        if mapping.permanent_only and not out.as_json:
+            print("note: the gateway only accepts permanent leases", file=out.err)
+        out.emit(mapping.as_dict(), _mapping_text(mapping))
+    return ExitCode.OK
+
+
+async def _cmd_delete(args: argparse.Namespace, out: _Output) -> int:
+    async with await _gateway(args, out) as gw:
+        await gw.delete_port_mapping(args.external_port, args.protocol)
+        out.emit(
+            {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},
+            f"deleted {args.protocol} {args.external_port}",
+        )
+    return ExitCode.OK
+
+
+async def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
+    from .demo import run_demo
+
+    await run_demo(out.emit)
+    return ExitCode.OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, _Output], Awaitable[int]]] = {
+    "discover": _cmd_discover,
+    "external-ip": _cmd_external_ip,
+    "list": _cmd_list,
+    "add": _cmd_add,
+    "delete": _cmd_delete,
+    "demo": _cmd_demo,
+}
+
+
+def _exit_code(exc: BaseException) -> ExitCode:
+    if isinstance(exc, GatewayNotFound):
+        return ExitCode.NOT_FOUND
+    if isinstance(exc, UPnPError):
+        return ExitCode.UPNP_FAULT
+    if isinstance(exc, IGDConnectionError):
+        return ExitCode.NETWORK
+    if isinstance(exc, MappingFailed):
+        return ExitCode.MAPPING
+    return ExitCode.ERROR
+
+
+async def _run(args: argparse.Namespace, out: _Output) -> int:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        # SIGTERM cancels like Ctrl-C does, so context managers remove our mappings.
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await _COMMANDS[args.command](args, out)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=err)
+    output = _Output(bool(getattr(args, "json", False)), out, err)
+    try:
+        return asyncio.run(_run(args, output))
+    except KeyboardInterrupt:
+        print("aioigd: interrupted", file=err)
+        return ExitCode.INTERRUPTED
+    except asyncio.CancelledError:
+        print("aioigd: terminated", file=err)
+        return ExitCode.INTERRUPTED
+    except IGDError as exc:
+        print(f"aioigd: error: {exc}", file=err)
+        return _exit_code(exc)
+    except ValueError as exc:
+        print(f"aioigd: error: {exc}", file=err)
+        return ExitCode.USAGE
+    except OSError as exc:
+        print(f"aioigd: error: {exc}", file=err)
+        return ExitCode.NETWORK
