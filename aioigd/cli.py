@@ -45,6 +45,8 @@ class ExitCode(enum.IntEnum):
     NETWORK = 5
     #: The mapping could not be made (port taken with --strict, verification failed).
     MAPPING = 6
+    #: Multi-layer mapping stopped before the last layer (partial result printed).
+    PARTIAL = 7
     #: Interrupted (Ctrl-C) after cleaning up.
     INTERRUPTED = 130
 
@@ -108,6 +110,14 @@ def _lease(text: str) -> int:
     return value
 
 
+def _layers(text: str) -> str | int:
+    if text == "auto":
+        return text
+    if not text.isdigit() or not 1 <= int(text) <= 4:
+        raise argparse.ArgumentTypeError("--layers takes 'auto' or 1..4")
+    return int(text)
+
+
 def _protocol(text: str) -> str:
     if text.upper() not in ("TCP", "UDP"):
         raise argparse.ArgumentTypeError("protocol must be TCP or UDP")
@@ -143,7 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("external_port", type=_port, metavar="EXTERNAL_PORT")
     p.add_argument("--protocol", type=_protocol, default="TCP")
     _common(p)
-    p = sub.add_parser("demo", help="run the whole flow against an in-process fake gateway")
+    p = sub.add_parser("map", help="map a port through every NAT layer (double NAT, CGNAT)")
+    p.add_argument("internal_port", type=_port, metavar="PORT")
+    p.add_argument("--protocol", type=_protocol, default="TCP")
+    p.add_argument("--layers", type=_layers, default="auto", metavar="auto|N",
+                   help="auto: climb while the external address is private (default); "
+                   "N: climb N layers whatever the addresses")  # fmt: skip
+    p.add_argument("--lease", type=_lease, default=3600, metavar="S")
+    p.add_argument("--description", default="aioigd", metavar="D")
+    p.add_argument("--internal-client", metavar="IP", help="default: this host's LAN address")
+    p.add_argument(
+        "--probe-target",
+        default=None,
+        metavar="IP",
+        help="traceroute target used to find the upper routers (default 1.1.1.1)",
+    )
+    p.add_argument(
+        "--via",
+        action="append",
+        default=[],
+        metavar="LOCATION_OR_IP",
+        help="gateway of the next layer, in order from layer 1 (repeatable; '-' = find it)",
+    )
+    p.add_argument("--hold", action="store_true", help="renew until Ctrl-C/SIGTERM, then remove")
+    _common(p)
+    p = sub.add_parser("demo", help="run the whole flow against in-process fake gateways")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
@@ -271,6 +305,68 @@ async def _cmd_delete(args: argparse.Namespace, out: _Output) -> int:
     return ExitCode.OK
 
 
+async def _cmd_map(args: argparse.Namespace, out: _Output) -> int:
+    from .multilayer import MultiLayerMapper
+    from .traceroute import DEFAULT_PROBE_TARGET
+
+    via: list[str | None] = [None if v == "-" else v for v in args.via]
+    if args.gateway:
+        via = [args.gateway, *via[1:]] if via else [args.gateway]
+    mapper = MultiLayerMapper(
+        args.internal_port,
+        args.protocol,
+        layers=args.layers,
+        lease=args.lease,
+        description=args.description,
+        internal_client=args.internal_client,
+        via=via,
+        probe_target=args.probe_target or DEFAULT_PROBE_TARGET,
+        search=_search_options(args),
+        timeout=args.timeout,
+        http_timeout=args.http_timeout,
+    )
+    out.progress("mapping layer by layer")
+    released = False
+    try:
+        result = await mapper.map()
+        lines = [
+            f"layer {i}: {gw.host}  {m.internal_client}:{m.internal_port} -> "
+            f"{m.external_ip or '?'}:{m.external_port} {m.protocol.value}"
+            for i, (gw, m) in enumerate(zip(mapper.gateways, result.layers, strict=False), 1)
+        ]
+        lines.append(
+            f"public endpoint: {result.public_ip}:{result.public_port} "
+            f"({'global' if result.is_global else 'not global'})"
+        )
+        if not result.complete:
+            lines.append(f"stopped at layer {result.stopped_at}: {result.reason}")
+        out.emit(result.as_dict(), "\n".join(lines))
+        if args.hold:
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            out.progress("holding the mappings; Ctrl-C or SIGTERM removes them")
+            await stop.wait()
+            failed = await mapper.release()
+            released = True
+            for mapping, error in failed:
+                print(f"aioigd: warning: could not delete {mapping.external_port} at "
+                      f"{mapping.gateway}: {error}", file=out.err)  # fmt: skip
+            out.progress("removed every layer")
+            return ExitCode.OK
+        return ExitCode.OK if result.complete else ExitCode.PARTIAL
+    except BaseException:
+        if not released:
+            await mapper.release()
+            released = True
+        raise
+    finally:
+        if not released:
+            # Without --hold the mappings stay until their lease runs out, like `add`.
+            await mapper.close(release=False)
+
+
 async def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
     from .demo import run_demo
 
@@ -284,6 +380,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _Output], Awaitable[int]]] = 
     "list": _cmd_list,
     "add": _cmd_add,
     "delete": _cmd_delete,
+    "map": _cmd_map,
     "demo": _cmd_demo,
 }
 

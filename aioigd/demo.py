@@ -7,14 +7,17 @@ on its own loopback port and discovery is told to search only there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from .discovery import SearchOptions, discover
+from .multilayer import MultiLayerMapper
+from .netguard import loopback_only
 from .testing import FakeIGD
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "run_multilayer_demo"]
 
 Emit = Callable[[dict[str, Any], str], None]
 
@@ -26,7 +29,16 @@ def _free_port() -> int:
 
 
 async def run_demo(emit: Emit) -> None:
-    """Discover a fake IGD, map a port through it, list and remove the mapping."""
+    """Discover a fake IGD, map a port through it, list and remove it; then a 3-NAT chain.
+
+    Runs in loopback-only mode: any attempt to reach beyond 127.0.0.0/8 fails.
+    """
+    with loopback_only():
+        await _single_layer(emit)
+        await run_multilayer_demo(emit)
+
+
+async def _single_layer(emit: Emit) -> None:
     port = _free_port()
     async with FakeIGD("127.0.0.1", external_ip="203.0.113.7") as fake:
         emit(
@@ -69,3 +81,43 @@ async def run_demo(emit: Emit) -> None:
                 {"step": "released", "remaining": len(left)},
                 f"6. removed the mapping; {len(left)} mapping(s) left on the gateway",
             )
+
+
+async def run_multilayer_demo(emit: Emit) -> None:
+    """Map one port through three stacked fake NATs: private, CGNAT, then global."""
+    port = _free_port()
+    chain = [
+        FakeIGD("127.0.0.2", external_ip="10.64.0.2"),  # home router behind a second router
+        FakeIGD("127.0.0.3", external_ip="100.64.7.3"),  # the carrier's CGNAT
+        FakeIGD("127.0.0.4", external_ip="33.0.0.44"),  # the public edge
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for fake in chain:
+            await stack.enter_async_context(fake)
+        emit(
+            {"step": "fake_chain", "locations": [f.location for f in chain]},
+            "7. started three stacked fake NATs: 10.64.0.2 (private) -> 100.64.7.3 (CGNAT) "
+            "-> 33.0.0.44 (global)",
+        )
+        via = [chain[0].location] + [f"{f.host}:{f.ssdp_port}" for f in chain[1:]]
+        # probe_target=None: the demo follows only its own loopback chain, never traceroutes.
+        mapper = MultiLayerMapper(
+            port, layers="auto", via=via, probe_target=None, description="aioigd demo"
+        )
+        async with mapper as result:
+            for i, m in enumerate(result.layers, 1):
+                emit(
+                    {"step": "layer", "layer": i, **m.as_dict()},
+                    f"   layer {i}: {m.internal_client}:{m.internal_port} -> "
+                    f"{m.external_ip}:{m.external_port}",
+                )
+            emit(
+                {"step": "public", **result.as_dict()},
+                f"8. public endpoint {result.public_ip}:{result.public_port} after "
+                f"{len(result.layers)} layers (stopped by itself at the first global address)",
+            )
+        left = sum(len(f.mappings) for f in chain)
+        emit(
+            {"step": "chain_released", "remaining": left},
+            f"9. released every layer, outermost first; {left} mapping(s) left",
+        )

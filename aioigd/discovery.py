@@ -25,6 +25,7 @@ from typing import cast
 from .errors import GatewayNotFound, IGDConnectionError, IGDError, RemoteProtocolError
 from .gateway import Gateway
 from .models import SearchResponse
+from .netguard import check_destination
 from .netutil import default_gateways
 from .proto.ssdp import IGD_SEARCH_TARGETS, SSDP_ADDR, SSDP_PORT, build_msearch, parse_ssdp
 from .proto.urls import same_host, url_host
@@ -153,6 +154,10 @@ async def _endpoints(
     if options.default_gateways:
         unicast += [(gw, SSDP_PORT) for gw in default_gateways()]
     unicast = list(dict.fromkeys(unicast))
+    for host, _ in unicast:
+        check_destination(host, "SSDP search")
+    if options.multicast:
+        check_destination(SSDP_ADDR, "SSDP multicast")
     if unicast:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)

@@ -24,9 +24,10 @@ from .errors import (
     RemoteProtocolError,
     ResponseTooLarge,
 )
+from .netguard import check_destination
 from .proto import soap
 from .proto.description import MAX_DESCRIPTION_SIZE
-from .proto.urls import check_url
+from .proto.urls import check_url, url_host
 
 __all__ = ["SoapSession", "SessionStats", "DEFAULT_TIMEOUT"]
 
@@ -114,6 +115,7 @@ class SoapSession:
         what: str,
     ) -> tuple[int, bytes]:
         check_url(url, allowed_host=self.host)
+        check_destination(url_host(url), what)
         self.stats.requests += 1
         with _map_exceptions(what, self.timeout):
             async with asyncio.timeout(self.timeout):

@@ -10,6 +10,7 @@ subprocesses, where this guard does not apply and cannot be needed.)
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,6 +18,10 @@ from typing import Any
 import pytest
 
 from aioigd.testing import FakeIGD
+
+# Loopback-only mode for aioigd itself, inherited by every subprocess a test starts
+# (tests/netlab.py drops it for commands run inside its isolated namespaces).
+os.environ["AIOIGD_LOOPBACK_ONLY"] = "1"
 
 _real_sendto = socket.socket.sendto
 _real_connect = socket.socket.connect

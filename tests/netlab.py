@@ -157,6 +157,15 @@ def _host(*args: str, check: bool = True, input: str | None = None) -> str:
     return proc.stdout
 
 
+def namespace_env() -> dict[str, str]:
+    """The environment for commands inside a lab namespace.
+
+    The lab's namespaces are isolated networks, so the test suite's loopback-only
+    switch (``AIOIGD_LOOPBACK_ONLY``) is dropped there and only there.
+    """
+    return {k: v for k, v in os.environ.items() if k != "AIOIGD_LOOPBACK_ONLY"}
+
+
 def _namespaces() -> list[str]:
     return [line.split()[0] for line in _host("ip", "netns", "list").splitlines() if line]
 
@@ -362,7 +371,9 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         """Run ``args`` inside namespace ``ns``; LabError on a non-zero exit when ``check``."""
         cmd = ["ip", "netns", "exec", ns, *args]
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, env=namespace_env()
+        )
         if check and proc.returncode != 0:
             raise LabError(
                 f"[{ns}] {' '.join(args)} -> rc {proc.returncode}\n"
@@ -379,6 +390,7 @@ class Lab:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=namespace_env(),
         )
         self._procs.append(proc)
         return proc
