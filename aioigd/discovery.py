@@ -229,9 +229,12 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
             return
         sender = asyncio.create_task(_sender(endpoints))
         try:
-            while (left := deadline - loop.time()) > 0:
+            while True:
                 try:
-                    answer = await asyncio.wait_for(queue.get(), left)
+                    # Not wait_for: on 3.11 it can swallow a cancellation that races
+                    # with a completed get(), and the search would run to its timeout.
+                    async with asyncio.timeout_at(deadline):
+                        answer = await queue.get()
                 except TimeoutError:
                     return
                 host = url_host(answer.location)

@@ -89,7 +89,7 @@ async def test_discover_unicast_host_port_string(fake_igd: FakeIGD) -> None:
 
 
 async def test_search_yields_raw_answers(fake_igd: FakeIGD) -> None:
-    opts = SearchOptions(**loopback_search(fake_igd, timeout=0.5))
+    opts = SearchOptions(**loopback_search(fake_igd, timeout=0.3))
     answers = [a async for a in search(opts)]
     assert answers
     assert all(a.location == fake_igd.location for a in answers)
@@ -108,7 +108,7 @@ async def test_discover_all_collects_two_fakes_and_dedups(leak_check: Any) -> No
     q = Quirks(ssdp_copies=5)
     async with FakeIGD("127.0.0.2", quirks=q) as a, FakeIGD("127.0.0.3", quirks=q) as b:
         t0 = time.monotonic()
-        gateways = await discover_all(**_unicast(a, b, timeout=0.6))
+        gateways = await discover_all(**_unicast(a, b, timeout=0.4))
         elapsed = time.monotonic() - t0
         try:
             assert sorted(g.location for g in gateways) == sorted([a.location, b.location])
@@ -116,7 +116,7 @@ async def test_discover_all_collects_two_fakes_and_dedups(leak_check: Any) -> No
             # 5 copies x several STs x resends, but each description is fetched once.
             assert _gets(a) == 1
             assert _gets(b) == 1
-            assert elapsed < 0.6 + 1.0
+            assert elapsed < 0.4 + 1.0
         finally:
             for gw in gateways:
                 await gw.close()
@@ -126,7 +126,7 @@ async def test_discover_all_dedups_same_udn_on_two_locations(leak_check: Any) ->
     """Two fakes that claim the same UDN are one device: one Gateway comes back."""
     async with FakeIGD("127.0.0.2") as a, FakeIGD("127.0.0.3") as b:
         b.udn = a.udn
-        gateways = await discover_all(**_unicast(a, b, timeout=0.5))
+        gateways = await discover_all(**_unicast(a, b, timeout=0.4))
         try:
             assert len(gateways) == 1
         finally:
@@ -136,7 +136,7 @@ async def test_discover_all_dedups_same_udn_on_two_locations(leak_check: Any) ->
 
 async def test_ssdp_flood_still_returns(leak_check: Any) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(ssdp_copies=1000)) as fake:
-        async with await discover(**loopback_search(fake, timeout=1.0)) as gw:
+        async with await discover(**loopback_search(fake, timeout=0.5)) as gw:
             assert gw.location == fake.location
         assert _gets(fake) == 1
 
@@ -150,18 +150,18 @@ async def test_ssdp_flood_still_returns(leak_check: Any) -> None:
 async def test_ssdp_flood_returns_fast(leak_check: Any) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(ssdp_copies=1000)) as fake:
         t0 = time.monotonic()
-        async with await discover(**loopback_search(fake, timeout=3.0)) as gw:
+        async with await discover(**loopback_search(fake, timeout=1.2)) as gw:
             assert gw.location == fake.location
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 0.5
 
 
 async def test_ssdp_flood_discover_all_stays_bounded(leak_check: Any) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(ssdp_copies=1000)) as fake:
         t0 = time.monotonic()
-        gateways = await discover_all(**loopback_search(fake, timeout=0.7))
+        gateways = await discover_all(**loopback_search(fake, timeout=0.6))
         try:
             assert [g.location for g in gateways] == [fake.location]
-            assert time.monotonic() - t0 < 0.7 + 1.5
+            assert time.monotonic() - t0 < 0.6 + 1.5
             # Thousands of datagrams, a single description fetch.
             assert _gets(fake) == 1
         finally:
@@ -175,7 +175,7 @@ async def test_many_distinct_locations_fetch_is_capped(leak_check: Any) -> None:
     try:
         for f in fakes:
             await f.start()
-        gateways = await discover_all(**_unicast(*fakes, timeout=0.8))
+        gateways = await discover_all(**_unicast(*fakes, timeout=0.5))
         try:
             assert len(gateways) <= MAX_LOCATIONS
             assert sum(_gets(f) for f in fakes) <= MAX_LOCATIONS
@@ -194,9 +194,9 @@ async def test_garbage_ssdp_reply_gives_gateway_not_found_after_timeout() -> Non
     async with FakeIGD("127.0.0.1", quirks=Quirks(ssdp_reply=b"garbage")) as fake:
         t0 = time.monotonic()
         with pytest.raises(GatewayNotFound):
-            await discover(**loopback_search(fake, timeout=0.5))
+            await discover(**loopback_search(fake, timeout=0.3))
         elapsed = time.monotonic() - t0
-        assert 0.4 <= elapsed < 0.5 + 0.5
+        assert 0.25 <= elapsed < 0.3 + 0.5
         assert fake.searches >= 1
         assert fake.requests == []
 
@@ -222,8 +222,8 @@ async def test_foreign_location_refused_by_default() -> None:
         liar.quirks.ssdp_location = victim.location
         t0 = time.monotonic()
         with pytest.raises(GatewayNotFound) as info:
-            await discover(**loopback_search(liar, timeout=0.5))
-        assert time.monotonic() - t0 < 1.0
+            await discover(**loopback_search(liar, timeout=0.3))
+        assert time.monotonic() - t0 < 0.8
         assert "127.0.0.9" in str(info.value)  # the refusal is explained
         assert victim.requests == []
         assert victim.connections == 0
@@ -247,37 +247,49 @@ async def test_foreign_location_accepted_when_allowed(leak_check: Any) -> None:
         assert _gets(target) == 1
 
 
+_ABSURD_LOCATIONS = {
+    "file": "file:///etc/passwd",
+    "ftp": "ftp://{host}/rootDesc.xml",
+    "userinfo": "http://user:secret@{host}:{port}/rootDesc.xml",
+    "2000chars": "http://{host}:{port}/" + "a" * 2000,
+    "1100chars": "http://{host}:{port}/" + "a" * 1100,
+    "https": "https://{host}:{port}/rootDesc.xml",
+    "port0": "http://{host}:0/rootDesc.xml",
+    "gopher": "gopher://{host}:{port}/_GET",
+    "javascript": "javascript:alert(1)",
+    "no-host": "http:///rootDesc.xml",
+}
+
+
 @pytest.mark.parametrize("allow_foreign", [False, True])
-@pytest.mark.parametrize(
-    "location",
-    [
-        "file:///etc/passwd",
-        "ftp://127.0.0.1/rootDesc.xml",
-        "http://user:secret@127.0.0.1:{port}/rootDesc.xml",
-        "http://127.0.0.1:{port}/" + "a" * 2000,
-        "http://127.0.0.1:{port}/" + "a" * 1100,
-        "https://127.0.0.1:{port}/rootDesc.xml",
-        "http://127.0.0.1:0/rootDesc.xml",
-        "gopher://127.0.0.1:{port}/_GET",
-    ],
-    ids=["file", "ftp", "userinfo", "2000chars", "1100chars", "https", "port0", "gopher"],
-)
-async def test_absurd_location_urls_are_never_fetched(location: str, allow_foreign: bool) -> None:
-    async with FakeIGD("127.0.0.1") as fake:
-        fake.quirks.ssdp_location = location.format(port=fake.http_port)
+async def test_absurd_location_urls_are_never_fetched(allow_foreign: bool) -> None:
+    """Each fake announces one absurd LOCATION that points back at itself."""
+    fakes = {
+        name: FakeIGD(f"127.0.2.{i}") for i, name in enumerate(_ABSURD_LOCATIONS, start=1)
+    }
+    try:
+        for name, fake in fakes.items():
+            await fake.start()
+            template = _ABSURD_LOCATIONS[name]
+            fake.quirks.ssdp_location = template.format(host=fake.host, port=fake.http_port)
         t0 = time.monotonic()
-        kw = loopback_search(fake, timeout=0.4, allow_foreign_location=allow_foreign)
+        kw = _unicast(*fakes.values(), timeout=0.4, allow_foreign_location=allow_foreign)
         with pytest.raises(GatewayNotFound):
-            await discover(**kw)
+            await discover_all(**kw)
         assert time.monotonic() - t0 < 0.4 + 0.6
-        assert fake.requests == []
-        assert fake.connections == 0
+        for name, fake in fakes.items():
+            assert fake.searches >= 1, name
+            assert fake.requests == [], name
+            assert fake.connections == 0, name
+    finally:
+        for fake in fakes.values():
+            await fake.stop()
 
 
 async def test_broken_description_on_one_fake_the_other_wins(leak_check: Any) -> None:
     bad_q = Quirks(description_body=b"<not xml")
     async with FakeIGD("127.0.0.2", quirks=bad_q) as bad, FakeIGD("127.0.0.3") as good:
-        gw = await discover(**_unicast(bad, good, timeout=2.0))
+        gw = await discover(**_unicast(bad, good, timeout=0.5))
         try:
             assert gw.location == good.location
         finally:
@@ -287,11 +299,26 @@ async def test_broken_description_on_one_fake_the_other_wins(leak_check: Any) ->
 async def test_hanging_description_on_one_fake_the_other_wins(leak_check: Any) -> None:
     hang_q = Quirks(hang_actions=frozenset({"GET"}))
     async with FakeIGD("127.0.0.2", quirks=hang_q) as hung, FakeIGD("127.0.0.3") as good:
-        t0 = time.monotonic()
-        gw = await discover(**_unicast(hung, good, timeout=3.0, http_timeout=5.0))
+        gw = await discover(**_unicast(hung, good, timeout=0.4, http_timeout=5.0))
         try:
             assert gw.location == good.location
-            assert time.monotonic() - t0 < 1.0
+        finally:
+            await gw.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: same asyncio.wait_for cancellation swallow in discovery.search(): with answers "
+    "still queued, discover() does not stop the search when the first gateway is found",
+)
+async def test_hanging_description_on_one_fake_the_other_wins_fast(leak_check: Any) -> None:
+    hang_q = Quirks(hang_actions=frozenset({"GET"}))
+    async with FakeIGD("127.0.0.2", quirks=hang_q) as hung, FakeIGD("127.0.0.3") as good:
+        t0 = time.monotonic()
+        gw = await discover(**_unicast(hung, good, timeout=1.2, http_timeout=5.0))
+        try:
+            assert gw.location == good.location
+            assert time.monotonic() - t0 < 0.5
         finally:
             await gw.close()
 
@@ -299,7 +326,7 @@ async def test_hanging_description_on_one_fake_the_other_wins(leak_check: Any) -
 async def test_discover_all_skips_the_broken_one(leak_check: Any) -> None:
     bad_q = Quirks(garbage_http=True)
     async with FakeIGD("127.0.0.2", quirks=bad_q) as bad, FakeIGD("127.0.0.3") as good:
-        gateways = await discover_all(**_unicast(bad, good, timeout=0.6))
+        gateways = await discover_all(**_unicast(bad, good, timeout=0.4))
         try:
             assert [g.location for g in gateways] == [good.location]
         finally:
@@ -310,7 +337,7 @@ async def test_discover_all_skips_the_broken_one(leak_check: Any) -> None:
 async def test_only_broken_descriptions_gives_gateway_not_found_with_reason() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(description_body=b"<nope")) as fake:
         with pytest.raises(GatewayNotFound) as info:
-            await discover(**loopback_search(fake, timeout=0.5))
+            await discover(**loopback_search(fake, timeout=0.3))
         assert "well-formed" in str(info.value) or "description" in str(info.value)
 
 

@@ -76,7 +76,8 @@ def _headers(lines: list[str]) -> dict[str, str]:
 
 def _int_or_none(text: str) -> int | None:
     text = text.strip()
-    return int(text) if text.isdigit() and len(text) <= 10 else None
+    # isascii(): str.isdigit() is also true for "²" (int() raises) and other scripts' digits.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
 def parse_ssdp(data: bytes, sender: str = "") -> SearchResponse | None:

@@ -68,7 +68,13 @@ def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
 
     Relative URLs resolve against ``URLBase`` when the description has one,
     else against the LOCATION the description was fetched from.
+
+    Raises:
+        UnsafeURLError: a URL urllib cannot split (e.g. an unclosed ``[`` IPv6 host).
     """
     relative = relative.strip()
     base = url_base.strip() or location
-    return urljoin(base, relative)
+    try:
+        return urljoin(base, relative)
+    except ValueError as exc:
+        raise UnsafeURLError(f"malformed URL {relative[:80]!r}: {exc}") from None

@@ -33,8 +33,10 @@ def parse_xml(data: bytes, *, limit: int, what: str = "XML") -> ET.Element:
     """Parse ``data`` with defusedxml, refusing DTDs, entities and deep nesting."""
     if len(data) > limit:
         raise ResponseTooLarge(f"{what} of {len(data)} bytes exceeds the {limit}-byte cap")
-    # Some devices append NUL padding after the document.
-    data = data.rstrip(b"\0 \t\r\n")
+    # Some devices append NUL padding after the document. Not for UTF-16/32 (a BOM or a NUL
+    # in the first code unit), whose last character itself ends with a NUL byte.
+    if not data.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\0" not in data[:4]:
+        data = data.rstrip(b"\0 \t\r\n")
     try:
         root: ET.Element = DET.fromstring(
             data, forbid_dtd=True, forbid_entities=True, forbid_external=True
