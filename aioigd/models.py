@@ -96,7 +96,8 @@ class Service:
     def version(self) -> int:
         """The version number after the last colon of the type (0 when absent)."""
         tail = self.service_type.rsplit(":", 1)[-1]
-        return int(tail) if tail.isdigit() and len(tail) < 4 else 0
+        # isascii(): str.isdigit() is also true for "²", which int() refuses.
+        return int(tail) if tail.isascii() and tail.isdigit() and len(tail) < 4 else 0
 
 
 @dataclass(frozen=True)
