@@ -3,9 +3,9 @@
 Flow of :meth:`PortMapper.map_port` (seed notes, ``shared/seed``):
 external IP and the mapping table (enumerated once, then cached and kept up
 to date by our own adds/deletes) are fetched concurrently; the wanted port is
-checked against the table; our own stale entries for the same internal
-endpoint are removed; the mapping is added (another port on conflict unless
-``strict``; lease 0 on 725); one GetSpecificPortMappingEntry verifies it.
+checked against the table; the mapping is added (another port on conflict
+unless ``strict``; lease 0 on 725); one GetSpecificPortMappingEntry verifies
+it; only then are our own stale entries for the same internal endpoint removed.
 
 Invariants: a mapping we may have created is never left behind by a
 cancellation or a transport failure mid-add (we check it is ours, then delete
@@ -212,11 +212,12 @@ class PortMapper:
 
         async with self._lock:
             ext_ip, table = await asyncio.gather(self._external_ip(), self.table())
-            await self._remove_stale(table, proto, internal_port, client_ip, description, wanted)
             port, granted_lease, permanent_only = await self._add(
                 table, proto, wanted, internal_port, client_ip, description, lease, strict
             )
             entry = await self._verify(proto, port, internal_port, client_ip)
+            # Only once the new mapping works: a failed map must not cost a working one.
+            await self._remove_stale(table, proto, internal_port, client_ip, description, port)
             mapping = Mapping(
                 external_ip=ext_ip,
                 external_port=port,
@@ -249,7 +250,7 @@ class PortMapper:
         internal_port: int,
         client_ip: str,
         description: str,
-        wanted: int,
+        keep: int,
     ) -> None:
         """Delete our own leftovers (same client, port, protocol, description) elsewhere."""
         if not description:
@@ -258,7 +259,7 @@ class PortMapper:
             e
             for (p, port), e in table.items()
             if p is proto
-            and port != wanted
+            and port != keep
             and e.internal_client == client_ip
             and e.internal_port == internal_port
             and e.description == description

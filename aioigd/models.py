@@ -19,6 +19,8 @@ __all__ = [
     "NATRSIPStatus",
     "ConnectionTypeInfo",
     "Mapping",
+    "FirewallStatus",
+    "Pinhole",
     "is_global_address",
 ]
 
@@ -236,3 +238,43 @@ def is_global_address(address: str | None) -> bool:
         return False
     # ipaddress treats 100.64.0.0/10 (RFC 6598 shared space) as neither global nor private.
     return ip.is_global and not ip.is_multicast
+
+
+@dataclass(frozen=True)
+class FirewallStatus:
+    """``GetFirewallStatus`` result (WANIPv6FirewallControl)."""
+
+    firewall_enabled: bool
+    inbound_pinhole_allowed: bool
+
+
+@dataclass(frozen=True)
+class Pinhole:
+    """An IPv6 inbound pinhole aioigd opened.
+
+    ``remote_host`` ``None`` and ``remote_port`` 0 are wildcards (any peer);
+    ``lease`` is in seconds (1..86400, pinholes are never permanent).
+    """
+
+    unique_id: int
+    internal_client: str
+    internal_port: int
+    protocol: Protocol
+    lease: int
+    remote_host: str | None = None
+    remote_port: int = 0
+    #: The LOCATION URL of the gateway that holds the pinhole.
+    gateway: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with snake_case keys named after the fields."""
+        return {
+            "unique_id": self.unique_id,
+            "internal_client": self.internal_client,
+            "internal_port": self.internal_port,
+            "protocol": self.protocol.value,
+            "lease": self.lease,
+            "remote_host": self.remote_host,
+            "remote_port": self.remote_port,
+            "gateway": self.gateway,
+        }

@@ -24,7 +24,7 @@ def parse_proc_net_route(text: str) -> list[str]:
             dest, gw, flags, mask = (int(fields[i], 16) for i in (1, 2, 3, 7))
         except ValueError:
             continue
-        if dest == 0 and mask == 0 and flags & 0x2 and gw:
+        if dest == 0 and mask == 0 and flags & 0x2 and 0 < gw <= 0xFFFFFFFF:
             addr = str(ipaddress.IPv4Address(struct.pack("<I", gw)))
             if addr not in gateways:
                 gateways.append(addr)

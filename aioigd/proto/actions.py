@@ -52,7 +52,12 @@ def parse_bool(text: str, name: str) -> bool:
 
 
 def _check_port(port: int, name: str, *, allow_zero: bool = False) -> str:
-    if not isinstance(port, int) or not (0 if allow_zero else 1) <= port <= 65535:
+    # bool is an int subclass: True would go out as the string "True".
+    if (
+        not isinstance(port, int)
+        or isinstance(port, bool)
+        or not (0 if allow_zero else 1) <= port <= 65535
+    ):
         raise ValueError(f"{name} must be an integer port in 1..65535, not {port!r}")
     return str(port)
 
@@ -80,7 +85,7 @@ def port_mapping_args(
     enabled: bool = True,
 ) -> list[tuple[str, str]]:
     """The eight in arguments of AddPortMapping / AddAnyPortMapping, in SCPD order."""
-    if not isinstance(lease, int) or not 0 <= lease <= _UI4_MAX:
+    if not isinstance(lease, int) or isinstance(lease, bool) or not 0 <= lease <= _UI4_MAX:
         raise ValueError(f"lease must be whole seconds in 0..{_UI4_MAX}, not {lease!r}")
     try:
         ipaddress.IPv4Address(internal_client)
@@ -145,7 +150,11 @@ def parse_port_mapping_entry(
     ext_text = out.get("NewExternalPort")
     proto_text = out.get("NewProtocol")
     client_text = out.get("NewInternalClient", "")
-    ext = external_port if ext_text is None else parse_uint(ext_text, "NewExternalPort", 65535)
+    ext = (
+        external_port
+        if ext_text is None
+        else parse_uint(ext_text.strip() or "0", "NewExternalPort", 65535)
+    )
     internal = parse_uint(out.get("NewInternalPort", "0") or "0", "NewInternalPort", 65535)
     if proto_text is None:
         proto = protocol

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
-from ..errors import RemoteProtocolError, UPnPError, fault_class
+from ..errors import RemoteProtocolError, ResponseTooLarge, UPnPError, fault_class
 from .xmlsafe import Element, child, child_text, local_name, parse_xml
 
 __all__ = ["MAX_SOAP_SIZE", "build_request", "parse_response"]
@@ -15,6 +16,8 @@ MAX_SOAP_SIZE = 1 << 20
 
 _ENVELOPE_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 _ENCODING = "http://schemas.xmlsoap.org/soap/encoding/"
+#: Characters XML 1.0 cannot carry, not even escaped (NUL, most C0 controls, U+FFFE/FFFF).
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _check_name(name: str) -> None:
@@ -42,6 +45,8 @@ def build_request(
     ]
     for name, value in args:
         _check_name(name)
+        if _NOT_XML_CHAR.search(value):
+            raise ValueError(f"{name}: value has a character XML cannot carry: {value[:40]!r}")
         parts.append(f"<{name}>{escape(value)}</{name}>")
     parts.append(f"</u:{action}></s:Body></s:Envelope>\r\n")
     body = "".join(parts).encode("utf-8")
@@ -69,6 +74,8 @@ def parse_response(
         raise RemoteProtocolError(f"{action}: HTTP status {status} from the gateway")
     try:
         envelope = parse_xml(body, limit=limit, what=f"{action} reply")
+    except ResponseTooLarge:
+        raise
     except RemoteProtocolError:
         if status == 500:
             raise RemoteProtocolError(f"{action}: HTTP 500 without a SOAP fault") from None
@@ -98,7 +105,7 @@ def _fault(fault: Element, service_type: str, action: str) -> UPnPError:
         text = child_text(fault, "faultstring") or "SOAP fault without UPnPError detail"
         return UPnPError(0, text[:200], action, service_type)
     code_text = child_text(error, "errorCode")
-    if not code_text.isdigit() or len(code_text) > 4:
+    if not code_text.isascii() or not code_text.isdigit() or len(code_text) > 4:
         return UPnPError(0, f"unparsable errorCode {code_text[:20]!r}", action, service_type)
     code = int(code_text)
     description = child_text(error, "errorDescription")[:200]

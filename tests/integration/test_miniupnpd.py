@@ -66,7 +66,7 @@ class Interactive:
 
     def __init__(self, lab: Lab, stderr_path: Path, *args: str) -> None:
         self.stderr_path = stderr_path
-        self._stderr = open(stderr_path, "w")  # noqa: SIM115 - closed in close()
+        self._stderr = open(stderr_path, "w")  # closed in close()
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", lab.client_ns, *args],
             stdin=subprocess.PIPE,
@@ -282,14 +282,6 @@ def test_conflict_picks_another_port_or_fails_strict(make_lab: MakeLab) -> None:
     assert lab.upnpc_mappings(1) == [other]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: PortMapper.map_port() runs _remove_stale() before _add(): a strict add that then "
-        "fails with PortInUse (exit 6) has already deleted this host's working mapping of the "
-        "same internal port (here TCP 9001 -> client:9000, made by an earlier `aioigd add`)"
-    ),
-)
 def test_failed_strict_add_keeps_existing_mapping(make_lab: MakeLab) -> None:
     lab = make_lab(1)
     r1 = lab.router(1)

@@ -1,0 +1,134 @@
+"""Typed codecs for WANIPv6FirewallControl:1 (wanipv6firewallcontrol.md).
+
+Argument names there are not ``New``-prefixed (except UpdatePinhole's
+``NewLeaseTime``); the protocol is an IANA number; leases are 1..86400 s.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ..models import FirewallStatus, Protocol
+from .actions import parse_bool, parse_uint
+
+__all__ = [
+    "MIN_PINHOLE_LEASE",
+    "MAX_PINHOLE_LEASE",
+    "canonical_ipv6",
+    "pinhole_args",
+    "outbound_timeout_args",
+    "parse_firewall_status",
+    "parse_unique_id",
+    "parse_pinhole_packets",
+    "parse_is_working",
+    "parse_outbound_timeout",
+    "update_args",
+    "id_args",
+]
+
+MIN_PINHOLE_LEASE = 1
+MAX_PINHOLE_LEASE = 86400
+
+
+def canonical_ipv6(address: str, name: str = "address") -> str:
+    """RFC 5952 form of an IPv6 literal (miniupnpd compares strings); ``ValueError`` otherwise."""
+    try:
+        return ipaddress.IPv6Address(address.split("%", 1)[0]).compressed
+    except ValueError:
+        raise ValueError(f"{name} must be an IPv6 address, not {address!r}") from None
+
+
+def _lease(lease: int) -> str:
+    if not isinstance(lease, int) or not MIN_PINHOLE_LEASE <= lease <= MAX_PINHOLE_LEASE:
+        raise ValueError(
+            f"pinhole lease must be {MIN_PINHOLE_LEASE}..{MAX_PINHOLE_LEASE} s, not {lease!r}"
+        )
+    return str(lease)
+
+
+def _port(port: int, name: str, *, allow_zero: bool) -> str:
+    if not isinstance(port, int) or not (0 if allow_zero else 1) <= port <= 65535:
+        raise ValueError(f"{name} must be a port in {0 if allow_zero else 1}..65535, not {port!r}")
+    return str(port)
+
+
+def outbound_timeout_args(
+    *,
+    internal_client: str,
+    internal_port: int,
+    protocol: Protocol,
+    remote_host: str | None = None,
+    remote_port: int = 0,
+) -> list[tuple[str, str]]:
+    """In arguments of GetOutboundPinholeTimeout, in SCPD order."""
+    return [
+        ("RemoteHost", canonical_ipv6(remote_host, "remote_host") if remote_host else ""),
+        ("RemotePort", _port(remote_port, "remote_port", allow_zero=True)),
+        ("InternalClient", canonical_ipv6(internal_client, "internal_client")),
+        ("InternalPort", _port(internal_port, "internal_port", allow_zero=False)),
+        ("Protocol", str(Protocol.parse(protocol).number)),
+    ]
+
+
+def pinhole_args(
+    *,
+    internal_client: str,
+    internal_port: int,
+    protocol: Protocol,
+    lease: int,
+    remote_host: str | None = None,
+    remote_port: int = 0,
+) -> list[tuple[str, str]]:
+    """In arguments of AddPinhole, in SCPD order."""
+    return [
+        *outbound_timeout_args(
+            internal_client=internal_client,
+            internal_port=internal_port,
+            protocol=protocol,
+            remote_host=remote_host,
+            remote_port=remote_port,
+        ),
+        ("LeaseTime", _lease(lease)),
+    ]
+
+
+def update_args(unique_id: int, lease: int) -> list[tuple[str, str]]:
+    """In arguments of UpdatePinhole."""
+    return [*id_args(unique_id), ("NewLeaseTime", _lease(lease))]
+
+
+def id_args(unique_id: int) -> list[tuple[str, str]]:
+    """The single UniqueID argument of Delete/GetPinholePackets/CheckPinholeWorking."""
+    if not isinstance(unique_id, int) or not 0 <= unique_id <= 65535:
+        raise ValueError(f"unique_id must be in 0..65535, not {unique_id!r}")
+    return [("UniqueID", str(unique_id))]
+
+
+def parse_firewall_status(out: dict[str, str]) -> FirewallStatus:
+    """``GetFirewallStatus`` → :class:`FirewallStatus`."""
+    return FirewallStatus(
+        firewall_enabled=parse_bool(out.get("FirewallEnabled", ""), "FirewallEnabled"),
+        inbound_pinhole_allowed=parse_bool(
+            out.get("InboundPinholeAllowed", ""), "InboundPinholeAllowed"
+        ),
+    )
+
+
+def parse_unique_id(out: dict[str, str]) -> int:
+    """``AddPinhole`` → the gateway's UniqueID."""
+    return parse_uint(out.get("UniqueID", ""), "UniqueID", 65535)
+
+
+def parse_pinhole_packets(out: dict[str, str]) -> int:
+    """``GetPinholePackets`` → packet count."""
+    return parse_uint(out.get("PinholePackets", ""), "PinholePackets")
+
+
+def parse_is_working(out: dict[str, str]) -> bool:
+    """``CheckPinholeWorking`` → IsWorking."""
+    return parse_bool(out.get("IsWorking", ""), "IsWorking")
+
+
+def parse_outbound_timeout(out: dict[str, str]) -> int:
+    """``GetOutboundPinholeTimeout`` → seconds."""
+    return parse_uint(out.get("OutboundPinholeTimeout", ""), "OutboundPinholeTimeout")
