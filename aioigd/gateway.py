@@ -24,6 +24,7 @@ from .errors import (
     RemoteProtocolError,
     SpecifiedArrayIndexInvalid,
 )
+from .firewall import FirewallControl
 from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE, PortMapper
 from .models import (
     ConnectionTypeInfo,
@@ -137,6 +138,23 @@ class Gateway:
     def is_v2(self) -> bool:
         """True when the connection service is WANIPConnection:2 (has the v2 actions)."""
         return self.service.kind is ServiceKind.WAN_IP and self.service.version >= 2
+
+    def firewall_control(
+        self, *, internal_client: str | None = None, timeout: float | None = None
+    ) -> FirewallControl:
+        """The IPv6 pinhole service (needs a gateway reached over IPv6).
+
+        Raises:
+            ActionNotSupported: no WANIPv6FirewallControl service, or only an IPv4 URL.
+        """
+        if self.firewall is None:
+            raise ActionNotSupported(f"{self.location} has no WANIPv6FirewallControl service")
+        return FirewallControl(
+            self.firewall,
+            self.location,
+            internal_client=internal_client,
+            timeout=self.session.timeout if timeout is None else timeout,
+        )
 
     def local_address(self) -> str:
         """The host's address on the route to this gateway (the default internal client)."""

@@ -72,6 +72,8 @@ class SoapSession:
         host: the gateway's address; every URL must be on it unless ``None``.
         timeout: seconds for each whole request.
         max_body: cap on any response body in bytes.
+        local_addr: source address for connections (pinhole requests must come
+            from the internal client's own IPv6 address).
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class SoapSession:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         max_body: int = max(soap.MAX_SOAP_SIZE, MAX_DESCRIPTION_SIZE),
+        local_addr: str | None = None,
     ) -> None:
         self.host = host
+        self.local_addr = local_addr
         self.timeout = timeout
         self.max_body = max_body
         self.stats = SessionStats()
@@ -93,7 +97,12 @@ class SoapSession:
             trace.on_connection_create_end.append(self._on_connection)
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=16, limit_per_host=8, use_dns_cache=False),
+                connector=aiohttp.TCPConnector(
+                    limit=16,
+                    limit_per_host=8,
+                    use_dns_cache=False,
+                    local_addr=(self.local_addr, 0) if self.local_addr else None,
+                ),
                 trace_configs=[trace],
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from xml.sax.saxutils import escape
 
 from .proto.xmlsafe import child, local_name, parse_xml
 
-__all__ = ["FakeIGD", "Quirks", "Recorded", "FakeMapping"]
+__all__ = ["FakeIGD", "Quirks", "Recorded", "FakeMapping", "FakePinhole"]
 
 _MAX_REQUEST = 64 * 1024
+_FIREWALL_TYPE = "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1"
+_FIREWALL_PATH = "/ctl/IP6FCtl"
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Quirks:
     ssdp_reply: bytes | None = None  #: raw SSDP answer instead of a valid one
     ssdp_copies: int = 1  #: answers per M-SEARCH (floods, duplicates)
     fail_actions: dict[str, int] = field(default_factory=dict)  #: action → fault code
+    firewall_enabled: bool = True  #: GetFirewallStatus FirewallEnabled
+    inbound_pinhole_allowed: bool = True  #: GetFirewallStatus InboundPinholeAllowed
+    pinhole_owner_check: bool = True  #: 606 unless InternalClient is the requester (miniupnpd)
 
 
 @dataclass
@@ -92,6 +98,15 @@ _FAULT_NAMES = {
     714: "NoSuchEntryInArray",
     716: "WildCardNotPermittedInExtPort",
     718: "ConflictInMappingEntry",
+    602: "Optional Action Not Implemented",
+    702: "FirewallDisabled",
+    703: "InboundPinholeNotAllowed",
+    704: "NoSuchEntry",
+    705: "ProtocolNotSupported",
+    706: "InternalPortWildcardingNotAllowed",
+    707: "ProtocolWildcardingNotAllowed",
+    708: "WildCardNotPermittedInSrcIP",
+    709: "NoTrafficReceived",
     725: "OnlyPermanentLeasesSupported",
     728: "NoPortMapsAvailable",
     730: "PortMappingNotFound",
@@ -125,14 +140,18 @@ class FakeIGD:
         external_ip: str = "203.0.113.7",
         quirks: Quirks | None = None,
         max_lease: int = 604800,
+        firewall: bool = False,
     ) -> None:
-        self.host = host
+        self.host = host.strip("[]")
         self.version = 1 if ppp else version
         self.ppp = ppp
         self.external_ip = external_ip
         self.quirks = quirks or Quirks()
         self.max_lease = max_lease
         self.udn = f"uuid:{uuid.uuid4()}"
+        self.firewall = firewall
+        self.pinholes: dict[int, FakePinhole] = {}
+        self._next_pinhole = 1
         self.mappings: dict[tuple[str, int], FakeMapping] = {}
         self.requests: list[Recorded] = []
         self.connections = 0
@@ -151,7 +170,8 @@ class FakeIGD:
 
     @property
     def location(self) -> str:
-        return f"http://{self.host}:{self.http_port}/rootDesc.xml"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.http_port}/rootDesc.xml"
 
     @property
     def control_path(self) -> str:
@@ -263,14 +283,18 @@ class FakeIGD:
         if method == "GET" and path.split("?")[0] == "/rootDesc.xml":
             data = q.description_body if q.description_body is not None else self.description()
             return await self._send(writer, 200, data, version)
-        if method == "POST" and path == self.control_path:
+        if method == "POST" and path in (self.control_path, _FIREWALL_PATH):
             if q.soap_body is not None:
                 return await self._send(writer, 200, q.soap_body, version)
+            service = self.service_type if path == self.control_path else _FIREWALL_TYPE
             try:
-                out = self._dispatch(action, args)
+                if path == _FIREWALL_PATH and self.firewall:
+                    out = self._firewall(action, args, peer)
+                else:
+                    out = self._dispatch(action, args)
             except _Fault as fault:
                 return await self._send(writer, 500, _fault_body(fault.code), version)
-            return await self._send(writer, 200, self._response_body(action, out), version)
+            return await self._send(writer, 200, self._response_body(action, out, service), version)
         return await self._send(writer, 404, b"not found", version)
 
     async def _send(
@@ -334,6 +358,14 @@ class FakeIGD:
             f"</serviceId><SCPDURL>/conn.xml</SCPDURL><controlURL>{self.control_path}"
             "</controlURL><eventSubURL>/evt/conn</eventSubURL></service>"
         )
+        fw = (
+            f"<service><serviceType>{_FIREWALL_TYPE}</serviceType><serviceId>"
+            "urn:upnp-org:serviceId:WANIPv6Firewall1</serviceId><SCPDURL>/fw.xml</SCPDURL>"
+            f"<controlURL>{_FIREWALL_PATH}</controlURL><eventSubURL>/evt/fw</eventSubURL>"
+            "</service>"
+            if self.firewall
+            else ""
+        )
         return (
             '<?xml version="1.0"?>\r\n<root xmlns="urn:schemas-upnp-org:device-1-0">'
             "<specVersion><major>1</major><minor>1</minor></specVersion><device>"
@@ -344,16 +376,16 @@ class FakeIGD:
             f"<friendlyName>WANDevice</friendlyName><UDN>{self.udn}-wan</UDN><deviceList>"
             f"<device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:{v}"
             f"</deviceType><friendlyName>WANConnectionDevice</friendlyName>"
-            f"<UDN>{self.udn}-conn</UDN><serviceList>{wan_conn}</serviceList></device>"
+            f"<UDN>{self.udn}-conn</UDN><serviceList>{wan_conn}{fw}</serviceList></device>"
             "</deviceList></device></deviceList></device></root>"
         ).encode()
 
-    def _response_body(self, action: str, out: list[tuple[str, str]]) -> bytes:
+    def _response_body(self, action: str, out: list[tuple[str, str]], service: str) -> bytes:
         args = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in out)
         return (
             '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/'
             'envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'
-            f'<u:{action}Response xmlns:u="{self.service_type}">{args}</u:{action}Response>'
+            f'<u:{action}Response xmlns:u="{service}">{args}</u:{action}Response>'
             "</s:Body></s:Envelope>\r\n"
         ).encode()
 
@@ -531,6 +563,102 @@ class FakeIGD:
             f"{items}</p:PortMappingList>"
         )
         return [("NewPortListing", listing)]
+
+    # -- WANIPv6FirewallControl ------------------------------------------------------
+    def _firewall(self, action: str, a: dict[str, str], peer: str) -> list[tuple[str, str]]:
+        q = self.quirks
+        if action in q.fail_actions:
+            raise _Fault(q.fail_actions[action])
+        if action == "GetFirewallStatus":
+            return [
+                ("FirewallEnabled", "1" if q.firewall_enabled else "0"),
+                ("InboundPinholeAllowed", "1" if q.inbound_pinhole_allowed else "0"),
+            ]
+        if action == "GetOutboundPinholeTimeout":
+            raise _Fault(602)
+        if not q.firewall_enabled:
+            raise _Fault(702)
+        if not q.inbound_pinhole_allowed:
+            raise _Fault(703)
+        if action == "AddPinhole":
+            return self._add_pinhole(a, peer)
+        try:
+            unique_id = int(a.get("UniqueID", ""))
+        except ValueError:
+            raise _Fault(402) from None
+        hole = self.pinholes.get(unique_id)
+        if hole is None or hole.expires <= time.monotonic():
+            self.pinholes.pop(unique_id, None)
+            raise _Fault(704)
+        if q.pinhole_owner_check and _canon(hole.internal_client) != _canon(peer):
+            raise _Fault(606)
+        if action == "UpdatePinhole":
+            hole.expires = time.monotonic() + self._pinhole_lease(a.get("NewLeaseTime", ""))
+            return []
+        if action == "DeletePinhole":
+            del self.pinholes[unique_id]
+            return []
+        if action == "GetPinholePackets":
+            return [("PinholePackets", str(hole.packets))]
+        if action == "CheckPinholeWorking":
+            if not hole.packets:
+                raise _Fault(709)
+            return [("IsWorking", "1")]
+        raise _Fault(401)
+
+    def _pinhole_lease(self, text: str) -> int:
+        try:
+            lease = int(text)
+        except ValueError:
+            raise _Fault(402) from None
+        if not 1 <= lease <= 86400:
+            raise _Fault(402)
+        return lease
+
+    def _add_pinhole(self, a: dict[str, str], peer: str) -> list[tuple[str, str]]:
+        client = a.get("InternalClient", "")
+        if client in ("", "*"):
+            raise _Fault(708)
+        if self.quirks.pinhole_owner_check and _canon(client) != _canon(peer):
+            raise _Fault(606)
+        try:
+            port, proto = int(a.get("InternalPort", "")), int(a.get("Protocol", ""))
+            remote_port = int(a.get("RemotePort", "0") or "0")
+        except ValueError:
+            raise _Fault(402) from None
+        if port == 0:
+            raise _Fault(706)
+        if proto == 65535:
+            raise _Fault(707)
+        if proto not in (6, 17, 136):
+            raise _Fault(705)
+        lease = self._pinhole_lease(a.get("LeaseTime", ""))
+        key = (a.get("RemoteHost", ""), remote_port, _canon(client), port, proto)
+        for unique_id, hole in self.pinholes.items():
+            if hole.key == key:
+                hole.expires = time.monotonic() + lease
+                return [("UniqueID", str(unique_id))]
+        unique_id = self._next_pinhole
+        self._next_pinhole += 1
+        self.pinholes[unique_id] = FakePinhole(key, client, time.monotonic() + lease)
+        return [("UniqueID", str(unique_id))]
+
+
+@dataclass
+class FakePinhole:
+    """One pinhole of the fake's firewall."""
+
+    key: tuple[str, int, str, int, int]
+    internal_client: str
+    expires: float
+    packets: int = 0
+
+
+def _canon(address: str) -> str:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).compressed
+    except ValueError:
+        return address
 
 
 class _SsdpResponder(asyncio.DatagramProtocol):

@@ -141,12 +141,6 @@ async def test_ssdp_flood_still_returns(leak_check: Any) -> None:
         assert _gets(fake) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: discovery.search() awaits asyncio.wait_for(queue.get(), left); on Python 3.11 "
-    "wait_for swallows the cancellation when the queue is never empty (flood), so discover() "
-    "only returns at the search timeout",
-)
 async def test_ssdp_flood_returns_fast(leak_check: Any) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(ssdp_copies=1000)) as fake:
         t0 = time.monotonic()
@@ -306,11 +300,6 @@ async def test_hanging_description_on_one_fake_the_other_wins(leak_check: Any) -
             await gw.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: same asyncio.wait_for cancellation swallow in discovery.search(): with answers "
-    "still queued, discover() does not stop the search when the first gateway is found",
-)
 async def test_hanging_description_on_one_fake_the_other_wins_fast(leak_check: Any) -> None:
     hang_q = Quirks(hang_actions=frozenset({"GET"}))
     async with FakeIGD("127.0.0.2", quirks=hang_q) as hung, FakeIGD("127.0.0.3") as good:
