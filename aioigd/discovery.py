@@ -20,15 +20,22 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from .errors import GatewayNotFound, IGDConnectionError, IGDError, RemoteProtocolError
 from .gateway import Gateway
 from .models import SearchResponse
 from .netguard import check_destination
-from .netutil import default_gateways
-from .proto.ssdp import IGD_SEARCH_TARGETS, SSDP_ADDR, SSDP_PORT, build_msearch, parse_ssdp
-from .proto.urls import same_host, url_host
+from .netutil import default_gateways, default_gateways_v6
+from .proto.ssdp import (
+    IGD_SEARCH_TARGETS,
+    SSDP_ADDR,
+    SSDP_ADDR_V6,
+    SSDP_PORT,
+    build_msearch,
+    parse_ssdp,
+)
+from .proto.urls import same_host, url_host, with_zone
 from .session import DEFAULT_TIMEOUT
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "SearchOptions",
     "SsdpProtocol",
     "multicast_interfaces",
+    "ipv6_multicast_interfaces",
     "MAX_ANSWERS",
     "MAX_LOCATIONS",
 ]
@@ -65,6 +73,8 @@ class SearchOptions:
         allow_foreign_location: accept a LOCATION on another host than the sender.
         mx: the MX header for multicast searches.
         http_timeout: timeout of each description fetch and SOAP call.
+        ipv6: also search over IPv6: ``[ff02::c]`` on every interface with an
+            IPv6 link-local address and unicast to the IPv6 default routers.
     """
 
     timeout: float = 3.0
@@ -76,6 +86,7 @@ class SearchOptions:
     allow_foreign_location: bool = False
     mx: int = 2
     http_timeout: float = DEFAULT_TIMEOUT
+    ipv6: bool = False
     #: Filled in during a search: why answers were refused (for the error message).
     refused: list[str] = field(default_factory=list)
 
@@ -125,10 +136,24 @@ def multicast_interfaces() -> list[str]:
 def _parse_target(target: Target) -> tuple[str, int]:
     if isinstance(target, tuple):
         return target[0], int(target[1])
+    if target.startswith("["):  # [v6]:port or [v6]
+        host, _, rest = target[1:].partition("]")
+        port = rest.lstrip(":")
+        return host, int(port) if port.isdigit() else SSDP_PORT
     host, sep, port = target.rpartition(":")
-    if sep and port.isdigit() and "]" not in port:
-        return host.strip("[]"), int(port)
-    return target.strip("[]"), SSDP_PORT
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return target, SSDP_PORT
+
+
+def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    info = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
+    return tuple(info[0][4])
+
+
+def _host_header(host: str, port: int) -> str:
+    return f"[{host.split('%', 1)[0]}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _multicast_socket(local_ip: str) -> socket.socket:
@@ -144,44 +169,112 @@ def _multicast_socket(local_ip: str) -> socket.socket:
     return sock
 
 
-@contextlib.asynccontextmanager
-async def _endpoints(
-    options: SearchOptions, queue: asyncio.Queue[SearchResponse]
-) -> AsyncIterator[list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]]]:
-    loop = asyncio.get_running_loop()
-    plans: list[tuple[socket.socket, list[tuple[str, int, bytes]]]] = []
-    unicast = [_parse_target(t) for t in options.unicast]
+def _multicast_socket_v6(ifindex: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 2)
+        sock.bind(("::", 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def ipv6_multicast_interfaces() -> list[int]:
+    """Indexes of the non-loopback interfaces that have an IPv6 link-local address."""
+    import ifaddr
+
+    found: list[int] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, tuple) and ip.ip[0].lower().startswith("fe80:"):
+                if adapter.index is not None and adapter.index not in found:
+                    found.append(int(adapter.index))
+    return found
+
+
+_Send = tuple[tuple[Any, ...], bytes]
+
+
+def _udp_socket(family: socket.AddressFamily) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    # Client sockets on an ephemeral port; answers come back to them.
+    sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))  # noqa: S104
+    return sock
+
+
+def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
+    """Open the sockets of one search and the datagrams each must send."""
+    targets = [_parse_target(t) for t in options.unicast]
     if options.default_gateways:
-        unicast += [(gw, SSDP_PORT) for gw in default_gateways()]
-    unicast = list(dict.fromkeys(unicast))
-    for host, _ in unicast:
+        targets += [(gw, SSDP_PORT) for gw in default_gateways()]
+        if options.ipv6:
+            targets += [(gw, SSDP_PORT) for gw in default_gateways_v6()]
+    targets = list(dict.fromkeys(targets))
+    for host, _ in targets:
         check_destination(host, "SSDP search")
     if options.multicast:
         check_destination(SSDP_ADDR, "SSDP multicast")
-    if unicast:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        sock.bind(("0.0.0.0", 0))  # noqa: S104 - client socket, replies come back here
-        sends = [
-            (host, port, build_msearch(st, host=f"{host}:{port}", mx=1))
-            for host, port in unicast
-            for st in options.search_targets
-        ]
-        plans.append((sock, sends))
-    if options.multicast:
-        interfaces = options.interfaces
-        for local_ip in interfaces if interfaces is not None else multicast_interfaces():
-            try:
-                sock = _multicast_socket(local_ip)
-            except OSError as exc:
-                log.debug("no multicast on %s: %s", local_ip, exc)
-                continue
-            sends = [
-                (SSDP_ADDR, SSDP_PORT, build_msearch(st, mx=options.mx))
-                for st in options.search_targets
-            ]
-            plans.append((sock, sends))
-    opened: list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]] = []
+    plans: list[tuple[socket.socket, list[_Send]]] = []
+    try:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            mine = [(h, p) for h, p in targets if (":" in h) == (family == socket.AF_INET6)]
+            if mine:
+                sends = [
+                    (_sockaddr(h, p), build_msearch(st, host=_host_header(h, p), mx=1))
+                    for h, p in mine
+                    for st in options.search_targets
+                ]
+                plans.append((_udp_socket(family), sends))
+        if options.multicast:
+            interfaces = options.interfaces
+            for local_ip in interfaces if interfaces is not None else multicast_interfaces():
+                try:
+                    sock = _multicast_socket(local_ip)
+                except OSError as exc:
+                    log.debug("no multicast on %s: %s", local_ip, exc)
+                    continue
+                sends = [
+                    ((SSDP_ADDR, SSDP_PORT), build_msearch(st, mx=options.mx))
+                    for st in options.search_targets
+                ]
+                plans.append((sock, sends))
+            if options.ipv6:
+                for index in ipv6_multicast_interfaces():
+                    try:
+                        sock = _multicast_socket_v6(index)
+                    except OSError as exc:
+                        log.debug("no IPv6 multicast on interface %d: %s", index, exc)
+                        continue
+                    host = f"[{SSDP_ADDR_V6}]:{SSDP_PORT}"
+                    sends = [
+                        (
+                            (SSDP_ADDR_V6, SSDP_PORT, 0, index),
+                            build_msearch(st, host=host, mx=options.mx),
+                        )
+                        for st in options.search_targets
+                    ]
+                    plans.append((sock, sends))
+    except BaseException:
+        for sock, _ in plans:
+            sock.close()
+        raise
+    return plans
+
+
+@contextlib.asynccontextmanager
+async def _endpoints(
+    options: SearchOptions, queue: asyncio.Queue[SearchResponse]
+) -> AsyncIterator[list[tuple[SsdpProtocol, list[_Send]]]]:
+    loop = asyncio.get_running_loop()
+    try:
+        plans = _plans(options)
+    except OSError as exc:
+        raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
+    opened: list[tuple[SsdpProtocol, list[_Send]]] = []
     try:
         for sock, sends in plans:
             # From here on the transport owns the socket and closes it.
@@ -200,16 +293,16 @@ async def _endpoints(
                 protocol.transport.close()
 
 
-async def _sender(endpoints: list[tuple[SsdpProtocol, list[tuple[str, int, bytes]]]]) -> None:
+async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
     """Send every search now, and again later in case UDP lost it."""
     elapsed = 0.0
     for at in _RESEND_AFTER:
         await asyncio.sleep(at - elapsed)
         elapsed = at
         for protocol, sends in endpoints:
-            for host, port, data in sends:
+            for sockaddr, data in sends:
                 if protocol.transport is not None and not protocol.transport.is_closing():
-                    protocol.transport.sendto(data, (host, port))
+                    protocol.transport.sendto(data, sockaddr)
 
 
 async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchResponse]:
@@ -252,8 +345,10 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
 
 
 async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
+    # A link-local LOCATION is only reachable with the zone of the interface it came in on.
+    location = with_zone(answer.location, answer.sender)
     return await Gateway.from_location(
-        answer.location,
+        location,
         timeout=options.http_timeout,
         allow_foreign_urls=options.allow_foreign_location,
         search=answer,

@@ -258,9 +258,7 @@ _ABSURD_LOCATIONS = {
 @pytest.mark.parametrize("allow_foreign", [False, True])
 async def test_absurd_location_urls_are_never_fetched(allow_foreign: bool) -> None:
     """Each fake announces one absurd LOCATION that points back at itself."""
-    fakes = {
-        name: FakeIGD(f"127.0.2.{i}") for i, name in enumerate(_ABSURD_LOCATIONS, start=1)
-    }
+    fakes = {name: FakeIGD(f"127.0.2.{i}") for i, name in enumerate(_ABSURD_LOCATIONS, start=1)}
     try:
         for name, fake in fakes.items():
             await fake.start()

@@ -17,9 +17,13 @@ from aioigd import (
     SpecifiedArrayIndexInvalid,
     StatusInfo,
 )
-from aioigd.errors import ConflictInMappingEntry, InconsistentParameters, WildCardNotPermittedInExtPort
+from aioigd.errors import (
+    ConflictInMappingEntry,
+    InconsistentParameters,
+    WildCardNotPermittedInExtPort,
+)
 from aioigd.gateway import MAX_ENUMERATED_ENTRIES, RANGE_DELETE_CHUNK
-from aioigd.testing import FakeIGD, FakeMapping, Quirks
+from aioigd.testing import FakeIGD, FakeMapping
 
 
 @pytest.fixture(params=["v1", "v2", "ppp"])

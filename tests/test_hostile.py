@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
 
 from aioigd import (
     ActionFailed,
+    ActionNotSupported,
     ExternalIPUnavailable,
     Gateway,
     IGDConnectionError,
@@ -250,7 +251,9 @@ HOSTILE_DESCRIPTIONS = {
 }
 
 
-@pytest.mark.parametrize("body", list(HOSTILE_DESCRIPTIONS.values()), ids=list(HOSTILE_DESCRIPTIONS))
+@pytest.mark.parametrize(
+    "body", list(HOSTILE_DESCRIPTIONS.values()), ids=list(HOSTILE_DESCRIPTIONS)
+)
 async def test_hostile_description(body: bytes) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(description_body=body)) as fake:
         tracemalloc.start()
@@ -265,8 +268,6 @@ async def test_hostile_description(body: bytes) -> None:
         assert peak < 30 * 1024 * 1024
         # A description without a WAN service is "not supported"; anything else hostile
         # or malformed is a protocol error.
-        from aioigd import ActionNotSupported
-
         assert isinstance(exc, RemoteProtocolError | ActionNotSupported)
         if body is not HOSTILE_DESCRIPTIONS["no-wan-service"]:
             assert isinstance(exc, RemoteProtocolError)
@@ -369,7 +370,9 @@ async def test_unknown_fault_code_is_generic_upnp_error(
     assert exc.code == 899
 
 
-async def test_map_port_with_failing_add_leaves_nothing(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
+async def test_map_port_with_failing_add_leaves_nothing(
+    gw_and_fake: tuple[Gateway, FakeIGD],
+) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
     await _timed(gw.map_port(6000, internal_client="127.0.0.1"), ActionFailed)
@@ -393,7 +396,6 @@ async def test_map_port_against_hostile_gateway_is_typed_and_bounded(
     gw, fake = gw_and_fake
     for name, value in quirk.items():
         setattr(fake.quirks, name, value)
-    call: Callable[[], Awaitable[Any]] = lambda: gw.map_port(6001, internal_client="127.0.0.1")  # noqa: E731
     # Several requests may each take up to the timeout (enumeration, add, cleanup).
-    _, elapsed = await _timed(call(), IGDError)
+    _, elapsed = await _timed(gw.map_port(6001, internal_client="127.0.0.1"), IGDError)
     assert elapsed < 4 * TIMEOUT + 3.0

@@ -215,7 +215,9 @@ async def test_permanent_only_gateway(version: int) -> None:
             if version == 1:
                 assert mapping.lease == 0
                 assert fake.mappings[("TCP", 5000)].lease == 0
-            leases = [r.args["NewLeaseDuration"] for r in fake.requests if r.action == "AddPortMapping"]
+            leases = [
+                r.args["NewLeaseDuration"] for r in fake.requests if r.action == "AddPortMapping"
+            ]
             assert leases == ["600", "0"]
 
 

@@ -7,7 +7,7 @@ from urllib.parse import urljoin, urlsplit
 
 from ..errors import UnsafeURLError
 
-__all__ = ["url_host", "resolve_url", "check_url", "same_host", "MAX_URL_LENGTH"]
+__all__ = ["url_host", "resolve_url", "check_url", "same_host", "with_zone", "MAX_URL_LENGTH"]
 
 MAX_URL_LENGTH = 1024
 
@@ -78,3 +78,26 @@ def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
         return urljoin(base, relative)
     except ValueError as exc:
         raise UnsafeURLError(f"malformed URL {relative[:80]!r}: {exc}") from None
+
+
+def with_zone(url: str, sender: str) -> str:
+    """Add ``sender``'s zone (``fe80::1%eth0``) to a link-local IPv6 ``url`` that lacks one.
+
+    Any other URL is returned unchanged.
+    """
+    if "%" not in sender:
+        return url
+    zone = sender.split("%", 1)[1]
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if "%" in host or not ipaddress.IPv6Address(host).is_link_local:
+            return url
+    except ValueError:
+        return url
+    start = parts.netloc.find("[")
+    end = parts.netloc.find("]")
+    if start < 0 or end < start:
+        return url
+    netloc = f"{parts.netloc[:end]}%25{zone}{parts.netloc[end:]}"
+    return parts._replace(netloc=netloc).geturl()

@@ -243,7 +243,7 @@ def service_xml(draw: st.DrawFn) -> str:
 
 def device_xml(depth: int) -> st.SearchStrategy[str]:
     children: st.SearchStrategy[list[str]] = (
-        st.lists(device_xml(depth - 1), max_size=3) if depth > 0 else st.just([])
+        st.lists(device_xml(depth - 1), max_size=2) if depth > 0 else st.just([])
     )
     return st.builds(
         lambda dtype, services, devices: (
@@ -252,14 +252,14 @@ def device_xml(depth: int) -> st.SearchStrategy[str]:
             f"<deviceList>{''.join(devices)}</deviceList></device>"
         ),
         field_value,
-        st.lists(service_xml(), max_size=4),
+        st.lists(service_xml(), max_size=3),
         children,
     )
 
 
 @FUZZ
 @given(
-    device_xml(3),
+    device_xml(2),
     st.one_of(st.just(""), field_value),
     st.sampled_from(["", ' xmlns="urn:schemas-upnp-org:device-1-0"', ' xmlns:u="urn:x"']),
     st.booleans(),
