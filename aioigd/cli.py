@@ -124,6 +124,44 @@ def _protocol(text: str) -> str:
     return text.upper()
 
 
+def _pinhole_parsers(sub: Any) -> None:
+    ph = sub.add_parser("pinhole", help="IPv6 firewall pinholes (WANIPv6FirewallControl)")
+    psub = ph.add_subparsers(dest="pinhole_command", required=True, metavar="ACTION")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--internal-client", metavar="IP6", help="default: this host's IPv6")
+        _common(p)
+
+    common(psub.add_parser("status", help="GetFirewallStatus"))
+    p = psub.add_parser("add", help="open a pinhole to this host")
+    p.add_argument("internal_port", type=_port, metavar="PORT")
+    p.add_argument("--protocol", type=_protocol, default="TCP")
+    p.add_argument("--remote-host", metavar="IP6", help="only this peer (default: any)")
+    p.add_argument("--remote-port", type=int, default=0, metavar="P", help="0 = any")
+    p.add_argument("--lease", type=_pinhole_lease, default=3600, metavar="S", help="1..86400")
+    p.add_argument("--hold", action="store_true", help="renew until Ctrl-C/SIGTERM, then delete")
+    common(p)
+    p = psub.add_parser("update", help="UpdatePinhole: set a new lease")
+    p.add_argument("unique_id", type=int, metavar="ID")
+    p.add_argument("--lease", type=_pinhole_lease, required=True, metavar="S")
+    common(p)
+    for name, text in (
+        ("delete", "DeletePinhole"),
+        ("packets", "GetPinholePackets"),
+        ("check", "CheckPinholeWorking"),
+    ):
+        p = psub.add_parser(name, help=text)
+        p.add_argument("unique_id", type=int, metavar="ID")
+        common(p)
+
+
+def _pinhole_lease(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError("pinhole lease must be 1..86400 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -156,9 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("map", help="map a port through every NAT layer (double NAT, CGNAT)")
     p.add_argument("internal_port", type=_port, metavar="PORT")
     p.add_argument("--protocol", type=_protocol, default="TCP")
-    p.add_argument("--layers", type=_layers, default="auto", metavar="auto|N",
-                   help="auto: climb while the external address is private (default); "
-                   "N: climb N layers whatever the addresses")  # fmt: skip
+    p.add_argument(
+        "--layers",
+        type=_layers,
+        default="auto",
+        metavar="auto|N",
+        help="auto: climb while the external address is private (default); "
+        "N: climb N layers whatever the addresses",
+    )
     p.add_argument("--lease", type=_lease, default=3600, metavar="S")
     p.add_argument("--description", default="aioigd", metavar="D")
     p.add_argument("--internal-client", metavar="IP", help="default: this host's LAN address")
@@ -176,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway of the next layer, in order from layer 1 (repeatable; '-' = find it)",
     )
     p.add_argument("--hold", action="store_true", help="renew until Ctrl-C/SIGTERM, then remove")
+    p.add_argument("--ipv6", action="store_true", help="also open an IPv6 pinhole for PORT")
+    p.add_argument("--ipv6-gateway", metavar="LOCATION_URL", help="IPv6 gateway description URL")
+    p.add_argument("--ipv6-client", metavar="IP6", help="default: this host's global IPv6")
     _common(p)
+    _pinhole_parsers(sub)
     p = sub.add_parser("demo", help="run the whole flow against in-process fake gateways")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
@@ -305,66 +352,180 @@ async def _cmd_delete(args: argparse.Namespace, out: _Output) -> int:
     return ExitCode.OK
 
 
+async def _hold(out: _Output) -> None:
+    """Wait for Ctrl-C or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    out.progress("holding; Ctrl-C or SIGTERM removes what was opened")
+    try:
+        await stop.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _map_text(result: Any, gateways: list[Any]) -> list[str]:
+    lines = [
+        f"layer {i}: {gw.host}  {m.internal_client}:{m.internal_port} -> "
+        f"{m.external_ip or '?'}:{m.external_port} {m.protocol.value}"
+        for i, (gw, m) in enumerate(zip(gateways, result.layers, strict=False), 1)
+    ]
+    lines.append(
+        f"public endpoint: {result.public_ip}:{result.public_port} "
+        f"({'global' if result.is_global else 'not global'})"
+    )
+    if not result.complete:
+        lines.append(f"stopped at layer {result.stopped_at}: {result.reason}")
+    return lines
+
+
 async def _cmd_map(args: argparse.Namespace, out: _Output) -> int:
-    from .multilayer import MultiLayerMapper
+    from .reach import ReachablePort
     from .traceroute import DEFAULT_PROBE_TARGET
 
     via: list[str | None] = [None if v == "-" else v for v in args.via]
     if args.gateway:
         via = [args.gateway, *via[1:]] if via else [args.gateway]
-    mapper = MultiLayerMapper(
+    opener = ReachablePort(
         args.internal_port,
         args.protocol,
+        ipv6=args.ipv6,
         layers=args.layers,
         lease=args.lease,
         description=args.description,
-        internal_client=args.internal_client,
         via=via,
         probe_target=args.probe_target or DEFAULT_PROBE_TARGET,
         search=_search_options(args),
+        ipv6_gateway=args.ipv6_gateway,
+        ipv6_client=args.ipv6_client,
         timeout=args.timeout,
         http_timeout=args.http_timeout,
     )
-    out.progress("mapping layer by layer")
-    released = False
+    opener.mapper.internal_client = args.internal_client
+    out.progress("mapping layer by layer" + (" and opening an IPv6 pinhole" if args.ipv6 else ""))
+    release = True
     try:
-        result = await mapper.map()
-        lines = [
-            f"layer {i}: {gw.host}  {m.internal_client}:{m.internal_port} -> "
-            f"{m.external_ip or '?'}:{m.external_port} {m.protocol.value}"
-            for i, (gw, m) in enumerate(zip(mapper.gateways, result.layers, strict=False), 1)
-        ]
-        lines.append(
-            f"public endpoint: {result.public_ip}:{result.public_port} "
-            f"({'global' if result.is_global else 'not global'})"
-        )
-        if not result.complete:
-            lines.append(f"stopped at layer {result.stopped_at}: {result.reason}")
-        out.emit(result.as_dict(), "\n".join(lines))
+        reach = await opener.open()
+        result = reach.ipv4
+        lines = _map_text(result, opener.mapper.gateways) if result else []
+        if reach.ipv4_error:
+            lines.append(f"IPv4 failed: {reach.ipv4_error}")
+        if args.ipv6:
+            hole = reach.ipv6
+            lines.append(
+                f"IPv6 pinhole {hole.unique_id}: [{hole.internal_client}]:{hole.internal_port} "
+                f"{hole.protocol.value} open for {hole.lease}s"
+                if hole
+                else f"IPv6 failed: {reach.ipv6_error}"
+            )
+        data = reach.as_dict() if args.ipv6 else (result.as_dict() if result else {})
+        if not args.ipv6 and reach.ipv4_error:
+            data["error"] = reach.ipv4_error
+        out.emit(data, "\n".join(lines))
+        if result is None and (not args.ipv6 or reach.ipv6 is None):
+            raise IGDError(reach.ipv4_error or reach.ipv6_error or "nothing could be opened")
+        ok = (result is not None and result.complete) and (not args.ipv6 or reach.ipv6 is not None)
         if args.hold:
-            loop = asyncio.get_running_loop()
-            stop = asyncio.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            out.progress("holding the mappings; Ctrl-C or SIGTERM removes them")
-            await stop.wait()
-            failed = await mapper.release()
-            released = True
-            for mapping, error in failed:
-                print(f"aioigd: warning: could not delete {mapping.external_port} at "
-                      f"{mapping.gateway}: {error}", file=out.err)  # fmt: skip
-            out.progress("removed every layer")
+            await _hold(out)
+            for failure in await opener.close():
+                print(f"aioigd: warning: could not delete {failure}", file=out.err)
+            release = False
+            out.progress("removed everything")
             return ExitCode.OK
-        return ExitCode.OK if result.complete else ExitCode.PARTIAL
-    except BaseException:
-        if not released:
-            await mapper.release()
-            released = True
-        raise
+        # Without --hold the mappings stay until their lease runs out, like `add`.
+        await opener.close(release=False)
+        release = False
+        return ExitCode.OK if ok else ExitCode.PARTIAL
     finally:
-        if not released:
-            # Without --hold the mappings stay until their lease runs out, like `add`.
-            await mapper.close(release=False)
+        if release:
+            await opener.close()
+
+
+async def _firewall(args: argparse.Namespace, out: _Output) -> tuple[Any, Any]:
+    from .discovery import SearchOptions, discover
+    from .gateway import Gateway
+
+    if args.gateway:
+        gw = await Gateway.from_location(args.gateway, timeout=args.http_timeout)
+    else:
+        out.progress(f"searching for an IPv6 gateway (up to {args.timeout:g} s)")
+        gw = await discover(
+            SearchOptions(
+                timeout=args.timeout,
+                ipv4=False,
+                ipv6=True,
+                multicast=not args.no_multicast,
+                unicast=list(args.search),
+                default_gateways=not args.no_default_gateways,
+                allow_foreign_location=args.allow_foreign_location,
+                http_timeout=args.http_timeout,
+            )
+        )
+    try:
+        return gw, gw.firewall_control(internal_client=args.internal_client)
+    except BaseException:
+        await gw.close()
+        raise
+
+
+async def _cmd_pinhole(args: argparse.Namespace, out: _Output) -> int:
+    gw, fc = await _firewall(args, out)
+    async with gw, fc:
+        action = args.pinhole_command
+        if action == "status":
+            st = await fc.get_firewall_status()
+            out.emit(
+                {
+                    "firewall_enabled": st.firewall_enabled,
+                    "inbound_pinhole_allowed": st.inbound_pinhole_allowed,
+                    "location": gw.location,
+                },
+                f"firewall {'enabled' if st.firewall_enabled else 'DISABLED'}, inbound pinholes "
+                f"{'allowed' if st.inbound_pinhole_allowed else 'NOT allowed'}",
+            )
+        elif action == "add":
+            hole = await fc.open_pinhole(
+                args.internal_port,
+                args.protocol,
+                remote_host=args.remote_host,
+                remote_port=args.remote_port,
+                lease=args.lease,
+                managed=args.hold,
+            )
+            remote = f"from [{hole.remote_host or '*'}]:{hole.remote_port or '*'}"
+            out.emit(
+                hole.as_dict(),
+                f"pinhole {hole.unique_id}: {hole.protocol.value} [{hole.internal_client}]:"
+                f"{hole.internal_port} {remote} open for {hole.lease}s",
+            )
+            if args.hold:
+                await _hold(out)
+                # leaving `async with fc` deletes it
+        elif action == "update":
+            await fc.update_pinhole(args.unique_id, args.lease)
+            out.emit(
+                {"unique_id": args.unique_id, "lease": args.lease},
+                f"pinhole {args.unique_id} renewed for {args.lease}s",
+            )
+        elif action == "delete":
+            await fc.delete_pinhole(args.unique_id)
+            out.emit(
+                {"unique_id": args.unique_id, "deleted": True}, f"deleted pinhole {args.unique_id}"
+            )
+        elif action == "packets":
+            n = await fc.get_pinhole_packets(args.unique_id)
+            out.emit(
+                {"unique_id": args.unique_id, "packets": n},
+                f"pinhole {args.unique_id}: {n} packets",
+            )
+        else:
+            working = await fc.check_pinhole_working(args.unique_id)
+            out.emit(
+                {"unique_id": args.unique_id, "is_working": working},
+                f"pinhole {args.unique_id}: {'working' if working else 'no traffic yet'}",
+            )
+    return ExitCode.OK
 
 
 async def _cmd_demo(args: argparse.Namespace, out: _Output) -> int:
@@ -381,6 +542,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _Output], Awaitable[int]]] = 
     "add": _cmd_add,
     "delete": _cmd_delete,
     "map": _cmd_map,
+    "pinhole": _cmd_pinhole,
     "demo": _cmd_demo,
 }
 

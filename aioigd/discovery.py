@@ -75,6 +75,8 @@ class SearchOptions:
         http_timeout: timeout of each description fetch and SOAP call.
         ipv6: also search over IPv6: ``[ff02::c]`` on every interface with an
             IPv6 link-local address and unicast to the IPv6 default routers.
+        ipv4: search over IPv4 (set False with ``ipv6=True`` to find only gateways
+            reachable over IPv6, as pinholes need).
     """
 
     timeout: float = 3.0
@@ -87,6 +89,7 @@ class SearchOptions:
     mx: int = 2
     http_timeout: float = DEFAULT_TIMEOUT
     ipv6: bool = False
+    ipv4: bool = True
     #: Filled in during a search: why answers were refused (for the error message).
     refused: list[str] = field(default_factory=list)
 
@@ -210,14 +213,17 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
     """Open the sockets of one search and the datagrams each must send."""
     targets = [_parse_target(t) for t in options.unicast]
     if options.default_gateways:
-        targets += [(gw, SSDP_PORT) for gw in default_gateways()]
+        if options.ipv4:
+            targets += [(gw, SSDP_PORT) for gw in default_gateways()]
         if options.ipv6:
             targets += [(gw, SSDP_PORT) for gw in default_gateways_v6()]
-    targets = list(dict.fromkeys(targets))
+    targets = [
+        (h, p) for h, p in dict.fromkeys(targets) if (options.ipv6 if ":" in h else options.ipv4)
+    ]
     for host, _ in targets:
         check_destination(host, "SSDP search")
     if options.multicast:
-        check_destination(SSDP_ADDR, "SSDP multicast")
+        check_destination(SSDP_ADDR if options.ipv4 else SSDP_ADDR_V6, "SSDP multicast")
     plans: list[tuple[socket.socket, list[_Send]]] = []
     try:
         for family in (socket.AF_INET, socket.AF_INET6):
@@ -229,7 +235,7 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                     for st in options.search_targets
                 ]
                 plans.append((_udp_socket(family), sends))
-        if options.multicast:
+        if options.multicast and options.ipv4:
             interfaces = options.interfaces
             for local_ip in interfaces if interfaces is not None else multicast_interfaces():
                 try:
@@ -242,22 +248,22 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                     for st in options.search_targets
                 ]
                 plans.append((sock, sends))
-            if options.ipv6:
-                for index in ipv6_multicast_interfaces():
-                    try:
-                        sock = _multicast_socket_v6(index)
-                    except OSError as exc:
-                        log.debug("no IPv6 multicast on interface %d: %s", index, exc)
-                        continue
-                    host = f"[{SSDP_ADDR_V6}]:{SSDP_PORT}"
-                    sends = [
-                        (
-                            (SSDP_ADDR_V6, SSDP_PORT, 0, index),
-                            build_msearch(st, host=host, mx=options.mx),
-                        )
-                        for st in options.search_targets
-                    ]
-                    plans.append((sock, sends))
+        if options.multicast and options.ipv6:
+            for index in ipv6_multicast_interfaces():
+                try:
+                    sock = _multicast_socket_v6(index)
+                except OSError as exc:
+                    log.debug("no IPv6 multicast on interface %d: %s", index, exc)
+                    continue
+                host = f"[{SSDP_ADDR_V6}]:{SSDP_PORT}"
+                sends = [
+                    (
+                        (SSDP_ADDR_V6, SSDP_PORT, 0, index),
+                        build_msearch(st, host=host, mx=options.mx),
+                    )
+                    for st in options.search_targets
+                ]
+                plans.append((sock, sends))
     except BaseException:
         for sock, _ in plans:
             sock.close()

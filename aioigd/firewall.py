@@ -17,9 +17,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from .errors import (
     ActionNotSupported,
+    IGDConnectionError,
     IGDError,
     IGDTimeoutError,
     NoSuchPinhole,
@@ -27,7 +29,7 @@ from .errors import (
 )
 from .mapper import CLEANUP_TIMEOUT, renew_delay
 from .models import FirewallStatus, Pinhole, Protocol, Service
-from .netutil import local_address_for
+from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.urls import url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
@@ -60,7 +62,7 @@ class FirewallControl:
         service: the firewall service from the description (IPv6 control URL).
         location: the gateway's LOCATION (recorded in each :class:`Pinhole`).
         internal_client: this host's IPv6 address to open pinholes for; default:
-            the address the kernel uses to reach the gateway.
+            its global (else unique-local) address on the interface towards the gateway.
         timeout: per-request timeout.
     """
 
@@ -81,7 +83,11 @@ class FirewallControl:
         self.service = service
         self.location = location
         self.gateway_host = host
-        client = internal_client or local_address_for(host)
+        raw_host = (urlsplit(service.control_url).hostname or host).replace("%25", "%")
+        try:
+            client = internal_client or global_ipv6_for(raw_host)
+        except OSError as exc:
+            raise IGDConnectionError(f"cannot pick this host's IPv6 address: {exc}") from None
         self.internal_client = fw.canonical_ipv6(client, "internal_client")
         self.session = SoapSession(host, timeout=timeout, local_addr=self.internal_client)
         self._managed: dict[int, _Managed] = {}

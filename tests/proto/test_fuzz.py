@@ -8,6 +8,7 @@ generated from the protocol's vocabulary with arbitrary field values.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -115,11 +116,11 @@ def mutated(draw: st.DrawFn, blobs: list[bytes]) -> bytes:
     return bytes(data)
 
 
-#: Text an XML document can carry (no C0 controls but tab/newline, no surrogates).
-xml_text = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from("\t\n"),
-    max_size=40,
-)
+#: Characters XML 1.0 cannot carry (st.text() already leaves out surrogates).
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: Text an XML document can carry. (Filtering a plain st.text() is much faster to generate
+#: than st.characters(exclude_categories=...).)
+xml_text = st.text(max_size=40).map(lambda s: NOT_XML_CHAR.sub("", s))
 #: Field values: arbitrary XML text or values that sit on a parser's boundary.
 field_value = st.one_of(
     xml_text,
@@ -252,7 +253,7 @@ def device_xml(depth: int) -> st.SearchStrategy[str]:
             f"<deviceList>{''.join(devices)}</deviceList></device>"
         ),
         field_value,
-        st.lists(service_xml(), max_size=3),
+        st.lists(service_xml(), max_size=2),
         children,
     )
 
@@ -422,7 +423,9 @@ LISTING_FIELDS = [
 
 @FUZZ
 @given(
-    st.lists(st.lists(st.tuples(st.sampled_from(LISTING_FIELDS), field_value), max_size=9), max_size=6),
+    st.lists(
+        st.lists(st.tuples(st.sampled_from(LISTING_FIELDS), field_value), max_size=8), max_size=3
+    ),
     st.sampled_from(["p:", ""]),
 )
 def test_listing_structured(entries: list[list[tuple[str, str]]], p: str) -> None:
@@ -456,13 +459,9 @@ def test_parse_xml_any_bytes(data: bytes, limit: int) -> None:
 
 
 @FUZZ
-@given(
-    st.text(
-        st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from("\t\n"),
-        max_size=200,
-    )
-)
+@given(st.text(max_size=200).map(lambda s: NOT_XML_CHAR.sub("", s).replace("\r", "")))
 def test_request_values_round_trip(value: str) -> None:
+    # "\r" is left out: XML parsers turn a literal CR into LF (end-of-line handling).
     _, body = build_request(WANIP1, "AddPortMapping", [("NewPortMappingDescription", value)])
     assert parse_response(
         200, body.replace(b"<u:AddPortMapping ", b"<u:AddPortMappingResponse ").replace(

@@ -1,0 +1,156 @@
+"""One call for "make this port reachable": an IPv4 mapping (through every NAT
+layer that needs it) and an IPv6 pinhole, opened concurrently, each reported
+on its own — one failing does not undo the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from .discovery import SearchOptions, discover
+from .errors import IGDError
+from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl
+from .gateway import Gateway
+from .models import Pinhole, Protocol
+from .multilayer import LayeredMapping, MultiLayerMapper
+from .traceroute import DEFAULT_PROBE_TARGET
+
+__all__ = ["Reachability", "ReachablePort"]
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """What :class:`ReachablePort` achieved, per address family."""
+
+    ipv4: LayeredMapping | None = None
+    ipv6: Pinhole | None = None
+    ipv4_error: str | None = None
+    ipv6_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the multi-layer result's keys plus ``ipv6`` (or ``*_error``)."""
+        out: dict[str, Any] = self.ipv4.as_dict() if self.ipv4 else {}
+        if self.ipv4_error:
+            out["ipv4_error"] = self.ipv4_error
+        out["ipv6"] = self.ipv6.as_dict() if self.ipv6 else None
+        if self.ipv6_error:
+            out["ipv6_error"] = self.ipv6_error
+        return out
+
+
+class ReachablePort:
+    """Open ``port`` over IPv4 (multi-layer mapping) and IPv6 (pinhole) at once.
+
+    ``async with ReachablePort(8000) as r:`` keeps both renewed and removes
+    both on exit. Arguments are those of :class:`MultiLayerMapper` plus
+    ``ipv6_search`` (discovery for the IPv6 gateway) and ``ipv6_client``.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        ipv4: bool = True,
+        ipv6: bool = True,
+        layers: Literal["auto"] | int = "auto",
+        lease: int = 3600,
+        description: str = "aioigd",
+        via: list[str | None] | None = None,
+        probe_target: str | None = DEFAULT_PROBE_TARGET,
+        search: SearchOptions | None = None,
+        ipv6_search: SearchOptions | None = None,
+        ipv6_gateway: str | None = None,
+        ipv6_client: str | None = None,
+        timeout: float = 2.0,
+        http_timeout: float = 5.0,
+    ) -> None:
+        self.port = port
+        self.protocol = Protocol.parse(protocol)
+        self.ipv6_search = ipv6_search or SearchOptions(
+            ipv4=False, ipv6=True, timeout=timeout, http_timeout=http_timeout
+        )
+        self.ipv6_gateway = ipv6_gateway
+        self.ipv6_client = ipv6_client
+        self.lease = lease
+        self.http_timeout = http_timeout
+        self.want_ipv4 = ipv4
+        self.want_ipv6 = ipv6
+        self.mapper = MultiLayerMapper(
+            port,
+            self.protocol,
+            layers=layers,
+            lease=lease,
+            description=description,
+            via=via or (),
+            probe_target=probe_target,
+            search=search,
+            timeout=timeout,
+            http_timeout=http_timeout,
+        )
+        self._gateway6: Gateway | None = None
+        self._firewall: FirewallControl | None = None
+
+    async def _open_ipv6(self) -> Pinhole:
+        if self.ipv6_gateway:
+            gw = await Gateway.from_location(self.ipv6_gateway, timeout=self.http_timeout)
+        else:
+            gw = await discover(self.ipv6_search)
+        self._gateway6 = gw
+        self._firewall = gw.firewall_control(internal_client=self.ipv6_client)
+        lease = min(max(self.lease, 1), 86400) if self.lease else DEFAULT_PINHOLE_LEASE
+        return await self._firewall.open_pinhole(self.port, self.protocol, lease=lease)
+
+    async def open(self) -> Reachability:
+        """Open both parts concurrently; an error in one is reported, not raised."""
+
+        async def none() -> None:
+            return None
+
+        try:
+            v4, v6 = await asyncio.gather(
+                self.mapper.map() if self.want_ipv4 else none(),
+                self._open_ipv6() if self.want_ipv6 else none(),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled: the part that did open must not stay
+            await self.close()
+            raise
+        for result in (v4, v6):
+            if isinstance(result, BaseException) and not isinstance(result, IGDError | OSError):
+                await self.close()
+                raise result
+        return Reachability(
+            ipv4=v4 if isinstance(v4, LayeredMapping) else None,
+            ipv6=v6 if isinstance(v6, Pinhole) else None,
+            ipv4_error=str(v4) if isinstance(v4, BaseException) else None,
+            ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
+        )
+
+    async def close(self, *, release: bool = True) -> list[str]:
+        """Stop renewing; remove both parts unless ``release=False``. Returns failures."""
+        failed = [f"{m.gateway}: {e}" for m, e in await self.mapper.close(release=release)]
+        if self._firewall is not None:
+            failed += [
+                f"pinhole {p.unique_id}: {e}"
+                for p, e in await self._firewall.close(release=release)
+            ]
+            self._firewall = None
+        if self._gateway6 is not None:
+            await self._gateway6.close(release=release)
+            self._gateway6 = None
+        return failed
+
+    async def __aenter__(self) -> Reachability:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,190 @@
+"""aioigd side of the benchmarks; run inside the lab's client namespace by run.py.
+
+``python benchmarks/worker_aioigd.py FIGURE --location URL [...]`` prints one JSON line.
+Figures: discover, extip, mapdel, bulk, seed, multilayer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import sys
+
+from _common import BENCH_DESCRIPTION, emit, now, tcp_active_opens
+
+import aioigd
+from aioigd import Gateway
+from aioigd.multilayer import MultiLayerMapper
+
+
+async def fig_discover(a: argparse.Namespace) -> None:
+    samples: list[float] = []
+    requests = []
+    for _ in range(a.n):
+        t0 = now()
+        gw = await aioigd.discover()
+        samples.append(now() - t0)
+        assert gw.service.control_url
+        requests.append(gw.session.stats.requests)
+        await gw.close()
+        await asyncio.sleep(a.gap)
+    emit({"discover": samples}, requests=requests)
+
+
+async def fig_extip(a: argparse.Namespace) -> None:
+    async with await Gateway.from_location(a.location) as gw:
+        conns0 = gw.session.stats.connections
+        opens0 = tcp_active_opens()
+        samples = []
+        prof = cProfile.Profile() if a.profile else None
+        for _ in range(a.n):
+            if prof:
+                prof.enable()
+            t0 = now()
+            await gw.get_external_ip_address()
+            samples.append(now() - t0)
+            if prof:
+                prof.disable()
+        opens = tcp_active_opens() - opens0
+        conns = gw.session.stats.connections - conns0
+    if prof:
+        from _common import write_profile
+
+        write_profile(prof, a.profile, f"aioigd: {a.n} x get_external_ip_address()")
+    emit({"extip": samples}, conns_per_call=conns / a.n, opens_per_call=opens / a.n)
+
+
+async def fig_mapdel(a: argparse.Namespace) -> None:
+    """map_port(managed=False) + delete_port_mapping; and the same raw actions as miniupnpc."""
+    series: dict[str, list[float]] = {"map_first": [], "map": [], "delete": [], "raw_map": []}
+    series["raw_delete"] = []
+    reqs_first = reqs = 0
+    prof = cProfile.Profile() if a.profile else None
+    async with await Gateway.from_location(a.location) as gw:
+        client = gw.local_address()
+        for i in range(a.n):
+            r0 = gw.session.stats.requests
+            if prof and i:
+                prof.enable()
+            t0 = now()
+            m = await gw.map_port(a.port, managed=False, description=BENCH_DESCRIPTION)
+            t1 = now()
+            await gw.delete_port_mapping(m.external_port, "TCP")
+            t2 = now()
+            if prof:
+                prof.disable()
+            if i == 0:
+                series["map_first"].append(t1 - t0)
+                reqs_first = gw.session.stats.requests - r0 - 1
+            else:
+                series["map"].append(t1 - t0)
+                reqs = gw.session.stats.requests - r0 - 1
+            series["delete"].append(t2 - t1)
+        for _ in range(a.n):
+            t0 = now()
+            await gw.add_port_mapping(
+                a.port, "TCP", a.port, client, description=BENCH_DESCRIPTION, lease=3600
+            )
+            await gw.get_specific_port_mapping_entry(a.port, "TCP")
+            t1 = now()
+            await gw.delete_port_mapping(a.port, "TCP")
+            series["raw_map"].append(t1 - t0)
+            series["raw_delete"].append(now() - t1)
+    if prof:
+        from _common import write_profile
+
+        write_profile(prof, a.profile, f"aioigd: {a.n - 1} x map_port(managed=False) + delete")
+    emit(series, requests_per_map_first=reqs_first, requests_per_map=reqs)
+
+
+async def fig_bulk(a: argparse.Namespace) -> None:
+    ports = range(a.port, a.port + a.n)
+    async with await Gateway.from_location(a.location) as gw:
+        client = gw.local_address()
+        c0, r0, opens0 = gw.session.stats.connections, gw.session.stats.requests, tcp_active_opens()
+        t0 = now()
+        for port in ports:
+            await gw.add_port_mapping(
+                port, "TCP", port, client, description=BENCH_DESCRIPTION, lease=3600
+            )
+        t1 = now()
+        for port in ports:
+            await gw.delete_port_mapping(port, "TCP")
+        t2 = now()
+        info = {
+            "active_opens": tcp_active_opens() - opens0,
+            "session_connections": gw.session.stats.connections - c0,
+            "requests": gw.session.stats.requests - r0,
+            "actions": 2 * a.n,
+        }
+    emit({"add": [t1 - t0], "delete": [t2 - t1], "total": [t2 - t0]}, **info)
+
+
+async def fig_seed(a: argparse.Namespace) -> None:
+    """The whole seed flow on a router that already holds mappings (fresh table cache)."""
+    samples, requests, opens = [], [], []
+    for _ in range(a.n):
+        async with await Gateway.from_location(a.location) as gw:
+            r0, o0 = gw.session.stats.requests, tcp_active_opens()
+            t0 = now()
+            m = await gw.map_port(a.port, managed=False, description=BENCH_DESCRIPTION)
+            samples.append(now() - t0)
+            requests.append(gw.session.stats.requests - r0)
+            opens.append(tcp_active_opens() - o0)
+            await gw.delete_port_mapping(m.external_port, "TCP")
+    emit({"seed": samples}, requests=requests, active_opens=opens)
+
+
+async def fig_multilayer(a: argparse.Namespace) -> None:
+    via = [v for v in a.via.split(",") if v] if a.via else []
+    series: dict[str, list[float]] = {"map": [], "release": []}
+    requests, complete = [], []
+    for i in range(a.n):
+        mapper = MultiLayerMapper(
+            a.port + i,
+            layers=a.layers,
+            via=via,
+            probe_target=a.probe_target,
+            description=BENCH_DESCRIPTION,
+        )
+        t0 = now()
+        result = await mapper.map()
+        t1 = now()
+        gateways = mapper.gateways
+        requests.append(sum(g.session.stats.requests for g in gateways))
+        complete.append(result.complete and len(result.layers) == a.layers)
+        await mapper.release()
+        series["map"].append(t1 - t0)
+        series["release"].append(now() - t1)
+        await asyncio.sleep(a.gap)
+    emit(series, requests=requests, complete=all(complete))
+
+
+FIGURES = {
+    "discover": fig_discover,
+    "extip": fig_extip,
+    "mapdel": fig_mapdel,
+    "bulk": fig_bulk,
+    "seed": fig_seed,
+    "multilayer": fig_multilayer,
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("figure", choices=FIGURES)
+    p.add_argument("--location", default="")
+    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--port", type=int, default=20000)
+    p.add_argument("--gap", type=float, default=0.1)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--via", default="")
+    p.add_argument("--probe-target", default=None)
+    p.add_argument("--profile", default="", help="write a cProfile summary here")
+    a = p.parse_args()
+    asyncio.run(FIGURES[a.figure](a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
