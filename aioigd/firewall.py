@@ -55,6 +55,11 @@ class _Managed:
     task: asyncio.Task[None] | None = None
 
 
+def _key(p: Pinhole) -> tuple[int, Protocol, str | None, int]:
+    """What identifies a pinhole across renewals (its UniqueID may change on re-add)."""
+    return (p.internal_port, p.protocol, p.remote_host, p.remote_port)
+
+
 class FirewallControl:
     """The WANIPv6FirewallControl service of one gateway.
 
@@ -90,7 +95,7 @@ class FirewallControl:
             raise IGDConnectionError(f"cannot pick this host's IPv6 address: {exc}") from None
         self.internal_client = fw.canonical_ipv6(client, "internal_client")
         self.session = SoapSession(host, timeout=timeout, local_addr=self.internal_client)
-        self._managed: dict[int, _Managed] = {}
+        self._managed: dict[tuple[int, Protocol, str | None, int], _Managed] = {}
 
     async def _call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
         return await self.session.call(
@@ -217,7 +222,7 @@ class FirewallControl:
         )
         if managed:
             record = _Managed(pinhole)
-            self._managed[unique_id] = record
+            self._managed[_key(pinhole)] = record
             record.task = asyncio.create_task(
                 self._renew_loop(record), name=f"aioigd-pinhole-{unique_id}"
             )
@@ -229,29 +234,33 @@ class FirewallControl:
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
                 unique_id = await self.add_pinhole(
-                    internal_port, proto, lease=fw.MIN_PINHOLE_LEASE,
-                    remote_host=remote_host, remote_port=remote_port,
-                )  # fmt: skip
+                    internal_port,
+                    proto,
+                    lease=fw.MIN_PINHOLE_LEASE,
+                    remote_host=remote_host,
+                    remote_port=remote_port,
+                )
                 await self.delete_pinhole(unique_id)
         except (IGDError, TimeoutError, asyncio.CancelledError) as exc:
             log.debug("cleanup after an interrupted AddPinhole: %r", exc)
 
     async def renew(self, pinhole: Pinhole) -> Pinhole:
         """Extend ``pinhole`` by its lease; re-add it if the gateway forgot it (704)."""
-        record = self._managed.get(pinhole.unique_id)
+        record = self._managed.get(_key(pinhole))
         try:
             await self.update_pinhole(pinhole.unique_id, pinhole.lease)
             return pinhole
         except NoSuchPinhole:
             unique_id = await self.add_pinhole(
-                pinhole.internal_port, pinhole.protocol, lease=pinhole.lease,
-                remote_host=pinhole.remote_host, remote_port=pinhole.remote_port,
-            )  # fmt: skip
+                pinhole.internal_port,
+                pinhole.protocol,
+                lease=pinhole.lease,
+                remote_host=pinhole.remote_host,
+                remote_port=pinhole.remote_port,
+            )
         renewed = replace(pinhole, unique_id=unique_id)
         if record is not None:
-            self._managed.pop(pinhole.unique_id, None)
             record.pinhole = renewed
-            self._managed[unique_id] = record
         return renewed
 
     async def _renew_loop(self, record: _Managed) -> None:
@@ -272,11 +281,9 @@ class FirewallControl:
 
     async def release(self, pinhole: Pinhole, *, timeout: float = CLEANUP_TIMEOUT) -> None:
         """Stop renewing ``pinhole`` and delete it (704 = already gone, fine)."""
-        record = next((r for r in self._managed.values() if r.pinhole == pinhole
-                       or r.pinhole.unique_id == pinhole.unique_id), None)  # fmt: skip
+        record = self._managed.pop(_key(pinhole), None)
         unique_id = record.pinhole.unique_id if record else pinhole.unique_id
         if record is not None:
-            self._managed.pop(unique_id, None)
             if record.task is not None:
                 record.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -419,6 +419,14 @@ async def test_close_without_release_keeps_mappings(fake: FakeIGD) -> None:
         await gw.map_port(5001)
 
 
+async def test_close_twice_is_harmless(fake: FakeIGD) -> None:
+    gw = await Gateway.from_location(fake.location)
+    await gw.map_port(5000)
+    assert await gw.close() == []
+    assert await gw.close() == []
+    assert fake.mappings == {}
+
+
 async def test_close_with_gateway_gone_returns_failures() -> None:
     fake = FakeIGD("127.0.0.1")
     await fake.start()
@@ -534,3 +542,16 @@ async def test_failing_stale_delete_does_not_fail_the_new_mapping(
         fake.quirks.fail_actions = {}
     assert mapping.external_port == 5000
     assert gw.mapper.active() == [mapping]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Gateway.port_mappings / PortMapper.table let a 606 (access control, "
+    "wanipconnection.md: NewManage=1 'if authorized') on the listing action fail map_port, "
+    "although the table is only an optimisation and conflicts are handled by 718 anyway",
+)
+async def test_listing_not_authorized_still_maps(fake: FakeIGD, gw: Gateway) -> None:
+    listing = "GetListOfPortMappings" if fake.version == 2 else "GetGenericPortMappingEntry"
+    fake.quirks.fail_actions = {listing: 606}
+    mapping = await gw.map_port(5000)
+    assert ("TCP", mapping.external_port) in fake.mappings
