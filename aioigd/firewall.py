@@ -27,7 +27,7 @@ from .errors import (
     NoSuchPinhole,
     NoTrafficReceived,
 )
-from .mapper import CLEANUP_TIMEOUT, renew_delay
+from .mapper import CLEANUP_TIMEOUT, renew_delay, retry_delay
 from .models import FirewallStatus, Pinhole, Protocol, Service
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
@@ -266,8 +266,8 @@ class FirewallControl:
     async def _renew_loop(self, record: _Managed) -> None:
         failures = 0
         while True:
-            delay = renew_delay(record.pinhole.lease)
-            await asyncio.sleep(min(delay, 2.0 ** min(failures, 5)) if failures else delay)
+            lease = record.pinhole.lease
+            await asyncio.sleep(retry_delay(failures, lease) if failures else renew_delay(lease))
             try:
                 record.pinhole = await self.renew(record.pinhole)
                 failures = 0

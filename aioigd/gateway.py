@@ -17,12 +17,11 @@ from types import TracebackType
 from .errors import (
     ActionNotSupported,
     IGDError,
-    InvalidAction,
     NoSuchEntryInArray,
-    OptionalActionNotImplemented,
     PortMappingNotFound,
     RemoteProtocolError,
     SpecifiedArrayIndexInvalid,
+    UPnPError,
 )
 from .firewall import FirewallControl
 from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE, PortMapper
@@ -362,8 +361,8 @@ class Gateway:
                     self.get_list_of_port_mappings(Protocol.UDP),
                 )
                 return (tcp + udp)[:max_entries]
-            except (InvalidAction, OptionalActionNotImplemented, ActionNotSupported):
-                pass
+            except (UPnPError, ActionNotSupported):
+                pass  # e.g. 401/602, or 606 when listing other clients is not authorized
         return [entry async for entry in self._enumerate(max_entries)]
 
     async def _enumerate(self, max_entries: int) -> AsyncIterator[PortMappingEntry]:

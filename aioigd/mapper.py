@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_LEASE",
     "DEFAULT_DESCRIPTION",
     "renew_delay",
+    "retry_delay",
 ]
 
 log = logging.getLogger("aioigd")
@@ -127,6 +128,13 @@ def renew_delay(lease: int, *, elapsed: float = 0.0) -> float:
     return max(target - elapsed, 0.0)
 
 
+def retry_delay(failures: int, lease: int) -> float:
+    """Back-off after ``failures`` failed renewals: 2, 4, 8 … s, at least 1 s, at most
+    half the lease (so a short lease still gets several tries)."""
+    ceiling = lease / 2 if lease > 0 else PERMANENT_RECHECK
+    return max(1.0, min(2.0 ** min(failures, 6), ceiling))
+
+
 @dataclass
 class _Managed:
     mapping: Mapping
@@ -150,7 +158,13 @@ class PortMapper:
     async def table(self, *, refresh: bool = False) -> dict[_TableKey, PortMappingEntry]:
         """The gateway's mapping table, enumerated once and then kept in step."""
         if self._table is None or refresh:
-            entries = await self.client.port_mappings()
+            try:
+                entries = await self.client.port_mappings()
+            except UPnPError as exc:
+                # Listing is an optimisation (conflicts are retried on 718 anyway); a
+                # gateway that will not list (606 without NewManage rights) still maps.
+                log.info("cannot list the mapping table (%s); mapping without it", exc)
+                entries = []
             self._table = {(e.protocol, e.external_port): e for e in entries}
         return self._table
 
@@ -216,8 +230,13 @@ class PortMapper:
                 table, proto, wanted, internal_port, client_ip, description, lease, strict
             )
             entry = await self._verify(proto, port, internal_port, client_ip)
-            # Only once the new mapping works: a failed map must not cost a working one.
-            await self._remove_stale(table, proto, internal_port, client_ip, description, port)
+            try:
+                # Only once the new mapping works: a failed map must not cost a working one.
+                await self._remove_stale(table, proto, internal_port, client_ip, description, port)
+            except asyncio.CancelledError:
+                # The caller will never see this mapping: do not leave it behind.
+                await self._cleanup_uncertain(proto, port, client_ip)
+                raise
             mapping = Mapping(
                 external_ip=ext_ip,
                 external_port=port,
@@ -230,6 +249,11 @@ class PortMapper:
                 permanent_only=permanent_only,
             )
             if managed:
+                previous = self._managed.pop((proto, port), None)
+                if previous is not None and previous.task is not None:
+                    previous.task.cancel()  # the same mapping again: one renewal is enough
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await previous.task
                 record = _Managed(mapping, granted_lease)
                 self._managed[(proto, port)] = record
                 record.task = asyncio.create_task(
@@ -267,8 +291,13 @@ class PortMapper:
         ]
         for entry in stale:
             log.info("removing our stale mapping %s %d", proto.value, entry.external_port)
-            with contextlib.suppress(NoSuchEntryInArray):
+            try:
                 await self.client.delete_port_mapping(entry.external_port, proto)
+            except NoSuchEntryInArray:
+                pass
+            except IGDError as exc:  # best effort: the new mapping already works
+                log.warning("could not remove stale mapping %d: %s", entry.external_port, exc)
+                continue
             self._forget(proto, entry.external_port)
 
     def _candidates(
@@ -443,9 +472,10 @@ class PortMapper:
         loop = asyncio.get_running_loop()
         granted_at = loop.time()
         while True:
-            delay = renew_delay(record.mapping.lease, elapsed=loop.time() - granted_at)
             if record.failures:
-                delay = min(delay, 2.0 ** min(record.failures, 5))
+                delay = retry_delay(record.failures, record.mapping.lease)
+            else:
+                delay = renew_delay(record.mapping.lease, elapsed=loop.time() - granted_at)
             await asyncio.sleep(delay)
             try:
                 await self.renew(record.mapping)

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 from xml.sax.saxutils import escape
 
 from .proto.xmlsafe import child, local_name, parse_xml
@@ -161,6 +161,8 @@ class FakeIGD:
         self._server: asyncio.Server | None = None
         self._ssdp: asyncio.DatagramTransport | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._stopping: asyncio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -177,8 +179,18 @@ class FakeIGD:
     def control_path(self) -> str:
         return "/ctl/PPPConn" if self.ppp else "/ctl/IPConn"
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but end the connection at once when the fake stops."""
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        if self._stopping.is_set():
+            raise ConnectionResetError("fake stopped")
+
     async def start(self) -> FakeIGD:
         loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
         self._server = await asyncio.start_server(self._serve, self.host, 0)
         self.http_port = self._server.sockets[0].getsockname()[1]
         transport, _ = await loop.create_datagram_endpoint(
@@ -196,6 +208,12 @@ class FakeIGD:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            if self._stopping is not None:
+                self._stopping.set()
+            # Not cancel(): asyncio's stream callback logs an error for a cancelled handler.
+            handlers = list(self._handlers)
+            if handlers:
+                await asyncio.wait(handlers, timeout=2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -234,6 +252,9 @@ class FakeIGD:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         peer = str(writer.get_extra_info("peername")[0])
         try:
             while True:
@@ -247,6 +268,8 @@ class FakeIGD:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
         finally:
+            if task is not None:
+                self._handlers.discard(task)
             self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
@@ -267,9 +290,9 @@ class FakeIGD:
             action, args = _parse_action(body)
         self.requests.append(Recorded(method, path, action, args, peer))
         if q.delay:
-            await asyncio.sleep(q.delay)
+            await self._pause(q.delay)
         if action in q.hang_actions or (method == "GET" and "GET" in q.hang_actions):
-            await asyncio.sleep(3600)
+            await self._pause(3600)
         if q.garbage_http:
             writer.write(b"\x00\x01garbage, not HTTP at all\r\n\r\n")
             await writer.drain()
@@ -330,7 +353,7 @@ class FakeIGD:
             for i in range(len(payload)):
                 writer.write(payload[i : i + 1])
                 await writer.drain()
-                await asyncio.sleep(q.trickle)
+                await self._pause(q.trickle)
         else:
             writer.write(payload)
         await writer.drain()

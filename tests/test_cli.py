@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from aioigd.cli import ExitCode, main
+from aioigd.cli import main
 from aioigd.testing import FakeIGD, FakeMapping, Quirks
 
 T = TypeVar("T")
@@ -184,7 +184,7 @@ def test_no_gateway_exit_3() -> None:
         "--search",
         f"127.0.0.1:{silent}",
     )
-    assert code == ExitCode.NOT_FOUND == 3
+    assert code == 3
     assert out == ""
     assert_one_error_line(err)
 
@@ -301,7 +301,7 @@ def test_add_strict_port_in_use_exit_6(fakes: ThreadedFakes, fake: FakeIGD) -> N
 
     fakes.run(occupy)
     code, out, err = run_cli("add", "7000", "--strict", "--gateway", fake.location)
-    assert code == ExitCode.MAPPING == 6
+    assert code == 6
     assert out == ""
     assert "7000" in assert_one_error_line(err)
     assert fakes.run(lambda: list(fake.mappings)) == [("TCP", 7000)]
@@ -320,7 +320,7 @@ def test_add_permanent_only_note(fakes: ThreadedFakes) -> None:
 
 def test_delete_missing_is_upnp_fault_exit_4(fake: FakeIGD) -> None:
     code, out, err = run_cli("delete", "6000", "--gateway", fake.location)
-    assert code == ExitCode.UPNP_FAULT == 4
+    assert code == 4
     assert out == ""
     assert "714" in assert_one_error_line(err)
 
@@ -337,7 +337,7 @@ def test_upnp_fault_exit_4(fakes: ThreadedFakes) -> None:
 def test_hostile_reply_exit_1(fakes: ThreadedFakes) -> None:
     fake = fakes.start(quirks=Quirks(external_ip_value="<b>x</b>"))
     code, out, err = run_cli("external-ip", "--gateway", fake.location)
-    assert code == ExitCode.ERROR == 1
+    assert code == 1
     assert out == ""
     assert_one_error_line(err)
 
@@ -345,7 +345,7 @@ def test_hostile_reply_exit_1(fakes: ThreadedFakes) -> None:
 def test_hanging_gateway_exit_5_within_http_timeout(fakes: ThreadedFakes) -> None:
     fake = fakes.start(quirks=Quirks(hang_actions=frozenset({"GetExternalIPAddress"})))
     code, out, err = run_cli("external-ip", "--http-timeout", "0.5", "--gateway", fake.location)
-    assert code == ExitCode.NETWORK == 5
+    assert code == 5
     assert_one_error_line(err)
 
 
@@ -356,7 +356,7 @@ def test_unreachable_gateway_exit_5() -> None:
     url = f"http://127.0.0.1:{free_port()}/rootDesc.xml"
     for command in (["external-ip"], ["list"], ["discover"], ["add", "6000"], ["delete", "1"]):
         code, out, err = run_cli(*command, "--gateway", url)
-        assert code == ExitCode.NETWORK == 5, (command, err)
+        assert code == 5, (command, err)
         assert out == ""
         line = assert_one_error_line(err)
         assert len(err.strip().splitlines()) == 1, err
@@ -406,7 +406,7 @@ def test_unsafe_gateway_url_one_line(url: str) -> None:
 )
 def test_bad_args_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(*argv)
-    assert code == ExitCode.USAGE == 2
+    assert code == 2
     assert out == ""
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err

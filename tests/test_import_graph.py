@@ -80,9 +80,7 @@ def _aioigd_modules() -> set[str]:
 
 @pytest.mark.parametrize("path", core_files(), ids=lambda p: module_name(p))
 def test_core_imports_no_io(path: Path) -> None:
-    bad = {
-        name for name in _imports_of(path) for io in IO_MODULES if _is(name, io)
-    }
+    bad = {name for name in _imports_of(path) for io in IO_MODULES if _is(name, io)}
     assert not bad, f"{module_name(path)} imports {sorted(bad)}"
 
 
@@ -121,11 +119,19 @@ def test_core_files_exist() -> None:
         ("import socket as s", "aioigd.proto.x", {"socket"}),
         ("import asyncio.events", "aioigd.proto.x", {"asyncio.events"}),
         ("from aiohttp import web", "aioigd.proto.x", {"aiohttp", "aiohttp.web"}),
-        ("from ..errors import IGDError", "aioigd.proto.x", {"aioigd.errors", "aioigd.errors.IGDError"}),
+        (
+            "from ..errors import IGDError",
+            "aioigd.proto.x",
+            {"aioigd.errors", "aioigd.errors.IGDError"},
+        ),
         ("from ..session import S", "aioigd.proto.x", {"aioigd.session", "aioigd.session.S"}),
         ("from .. import session", "aioigd.proto.x", {"aioigd", "aioigd.session"}),
         ("from . import urls", "aioigd.proto.x", {"aioigd.proto", "aioigd.proto.urls"}),
-        ("from .urls import check_url", "aioigd.proto.x", {"aioigd.proto.urls", "aioigd.proto.urls.check_url"}),
+        (
+            "from .urls import check_url",
+            "aioigd.proto.x",
+            {"aioigd.proto.urls", "aioigd.proto.urls.check_url"},
+        ),
         ("from .ssdp import x", "aioigd.proto", {"aioigd.proto.ssdp", "aioigd.proto.ssdp.x"}),
         ("from .models import M", "aioigd.errors", {"aioigd.models", "aioigd.models.M"}),
         ("from ... import cli", "aioigd.proto.sub.x", {"aioigd", "aioigd.cli"}),
