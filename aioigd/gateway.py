@@ -361,8 +361,10 @@ class Gateway:
                     self.get_list_of_port_mappings(Protocol.UDP),
                 )
                 return (tcp + udp)[:max_entries]
-            except (UPnPError, ActionNotSupported):
-                pass  # e.g. 401/602, or 606 when listing other clients is not authorized
+            except (UPnPError, ActionNotSupported, RemoteProtocolError):
+                # 401/602; 606 when listing other clients is not authorized; or a
+                # listing one unescaped description broke (miniupnpd copies it raw).
+                pass
         return [entry async for entry in self._enumerate(max_entries)]
 
     async def _enumerate(self, max_entries: int) -> AsyncIterator[PortMappingEntry]:

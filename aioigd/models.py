@@ -143,10 +143,20 @@ class DeviceDescription:
         return sorted(found, key=lambda s: (s.kind is not ServiceKind.WAN_IP, -s.version))
 
     def firewall_service(self) -> Service | None:
-        """The WANIPv6FirewallControl service, if the gateway has one."""
-        for svc in self.services():
-            if svc.kind is ServiceKind.FIREWALL:
-                return svc
+        """The WANIPv6FirewallControl service, if the gateway has one.
+
+        The one in the same device as the preferred connection service wins
+        (igd-description.md, service selection recipe).
+        """
+        connections = self.connection_services()
+        devices = self.root.walk()
+        if connections:
+            preferred = connections[0]
+            devices.sort(key=lambda d: preferred not in d.services)
+        for dev in devices:
+            for svc in dev.services:
+                if svc.kind is ServiceKind.FIREWALL:
+                    return svc
         return None
 
 

@@ -90,8 +90,12 @@ class SoapSession:
         self.max_body = max_body
         self.stats = SessionStats()
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # Never resurrect a session after close(): it would never be closed again.
+            raise IGDConnectionError("the gateway session is closed")
         if self._session is None or self._session.closed:
             trace = aiohttp.TraceConfig()
             trace.on_connection_create_end.append(self._on_connection)
@@ -180,7 +184,8 @@ class SoapSession:
         return soap.parse_response(status, reply, service_type, action, limit=self.max_body)
 
     async def close(self) -> None:
-        """Close the aiohttp session and its connections."""
+        """Close the aiohttp session and its connections; later calls fail."""
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

@@ -14,12 +14,28 @@ IPv4 address plan (why: /work/shared/lab-notes.md):
   so that 31.0.k.2 counts as a LAN peer.
 - rN ``wan`` 33.0.0.1/24, outside ``eth0`` 33.0.0.2/24. The outside has no default route.
 
+IPv6 (``Lab(1, ipv6=True)``, one router only), for WANIPv6FirewallControl pinholes:
+
+- LAN 2001:db8:1::/64 (client ::2, r1 ``lan`` ::1), WAN 2001:db8:ffff::/64 (r1 ``wan`` ::1,
+  outside ::2); both prefixes are keyword arguments. No NAT for IPv6: the client's default route
+  is r1's LAN address, the outside routes the LAN prefix via r1's WAN address. DAD is off
+  (``accept_dad=0`` before the veths exist, ``nodad`` on addresses), so nothing is tentative.
+- r1's forward chain has policy drop: established/related and LAN->WAN pass, then
+  ``jump miniupnpd``, so new inbound traffic (IPv6 and IPv4) passes only through a miniupnpd rule
+  (a pinhole, or a port mapping's filter rule). IPv4 masquerade is restricted to IPv4.
+- miniupnpd 2.3.1 enables IPv6 only when ``listening_ip`` names the LAN *interface* (with
+  ``listening_ip=ADDR/MASK`` it logs "no HTTP IPv6 address, disabling IPv6"); it then announces
+  the last non-link-local IPv6 address of that interface. Do not set ``ipv6_listening_ip``: it
+  binds HTTP and SSDP to that address only, so IPv4 HTTP is refused and multicast M-SEARCHes to
+  ff02::c go unanswered, while LOCATION still names the interface's address.
+
 The root namespace sees only ``ip netns add`` / ``ip netns del``: no address, route, rule or
 process of the lab lives there, so nothing can leave a real interface.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import re
@@ -38,8 +54,10 @@ from types import TracebackType
 __all__ = [
     "CLIENT_IP",
     "HTTP_PORT",
+    "LAN6_PREFIX",
     "MAX_LAYERS",
     "OUTSIDE_IP",
+    "WAN6_PREFIX",
     "Lab",
     "LabError",
     "Router",
@@ -51,6 +69,9 @@ CLIENT_IP = "192.168.1.2"
 OUTSIDE_IP = "33.0.0.2"
 HTTP_PORT = 5000
 MAX_LAYERS = 4
+#: IPv6 lab prefixes (documentation space; ``ipaddress`` calls it private, not global).
+LAN6_PREFIX = "2001:db8:1::/64"
+WAN6_PREFIX = "2001:db8:ffff::/64"
 #: miniupnpc and miniupnpd ask a minissdpd socket first; its path is shared by every namespace.
 NO_MINISSDPD = "/nonexistent/minissdpd.sock"
 _TOOLS = ("ip", "nft", "miniupnpd", "upnpc", "unshare")
@@ -70,6 +91,25 @@ table inet filter {{
         jump postrouting_miniupnpd; oifname "{wan}" masquerade; }}
 }}
 """
+# The IPv6 lab's router: new inbound traffic passes only through a miniupnpd rule (a pinhole).
+_NFT_RULES6 = """\
+table inet filter {{
+    chain miniupnpd {{ }}
+    chain prerouting_miniupnpd {{ }}
+    chain postrouting_miniupnpd {{ }}
+    chain forward {{ type filter hook forward priority 0; policy drop;
+        ct state established,related accept;
+        iifname "{lan}" oifname "{wan}" accept;
+        jump miniupnpd;
+        meta nfproto ipv6 iifname "{wan}" counter drop comment "inbound IPv6 without pinhole"; }}
+    chain prerouting {{ type nat hook prerouting priority -100; policy accept;
+        jump prerouting_miniupnpd; }}
+    chain postrouting {{ type nat hook postrouting priority 100; policy accept;
+        jump postrouting_miniupnpd; oifname "{wan}" meta nfproto ipv4 masquerade; }}
+}}
+"""
+# Per namespace, before any veth exists (new interfaces copy `default`): no DAD, no waiting.
+_SYSCTL_NODAD = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 _NFT_FLUSH = (
     "flush chain inet filter miniupnpd; flush chain inet filter prerouting_miniupnpd; "
     "flush chain inet filter postrouting_miniupnpd"
@@ -82,9 +122,12 @@ _DAEMON_SH = (
 )
 _ECHO_SERVER = """\
 import socket, sys
-s = socket.socket()
+host = sys.argv[2] if len(sys.argv) > 2 else ""
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("", int(sys.argv[1])))
+if ":" in host:  # "::" listens on IPv4 too
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((host, int(sys.argv[1])))
 s.listen(8)
 print("ready", flush=True)
 while True:
@@ -95,11 +138,13 @@ while True:
 _ECHO_CLIENT = """\
 import socket, sys
 token = sys.argv[3].encode()
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[4])) as c:
+host = sys.argv[1].strip("[]")
+with socket.create_connection((host, int(sys.argv[2])), timeout=float(sys.argv[4])) as c:
     c.sendall(token)
     sys.exit(0 if c.recv(1024) == token else 1)
 """
 _MAPPING_LINE = re.compile(r"^\s*\d+\s+(TCP|UDP)\s+(\d+)->([0-9.]+):(\d+)\s", re.MULTILINE)
+_PINHOLE_ID = re.compile(r"^AddPinhole: .* / Pinhole ID = (\d+)\s*$", re.MULTILINE)
 
 
 class LabError(RuntimeError):
@@ -119,13 +164,25 @@ class Router:
     lan_if: str = "lan"
     wan_if: str = "wan"
     http_port: int = HTTP_PORT
+    #: IPv6 addresses (canonical text) in an IPv6 lab, else None.
+    lan_ip6: str | None = None
+    wan_ip6: str | None = None
 
     @property
     def location(self) -> str:
         return f"http://{self.lan_ip}:{self.http_port}/rootDesc.xml"
 
     @property
+    def location6(self) -> str:
+        """The description URL over IPv6, as miniupnpd announces it: ``http://[LAN6]:port/...``."""
+        if self.lan_ip6 is None:
+            raise LabError(f"r{self.index} has no IPv6 address (build the lab with ipv6=True)")
+        return f"http://[{self.lan_ip6}]:{self.http_port}/rootDesc.xml"
+
+    @property
     def listening_ip(self) -> str:
+        if self.lan_ip6 is not None:  # miniupnpd enables IPv6 only for an interface name
+            return self.lan_if
         # /1 on upper layers: the lower router's 31.0.k.2 must fall inside the "LAN".
         return f"{self.lan_ip}/24" if self.index == 1 else f"{self.lan_ip}/1"
 
@@ -208,6 +265,15 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
+def _udp6_bound(pid: int, port: int) -> bool:
+    """True when the network namespace of ``pid`` has an IPv6 UDP socket on ``port``."""
+    try:
+        lines = Path(f"/proc/{pid}/net/udp6").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f[1].endswith(f":{port:04X}") for f in (ln.split() for ln in lines))
+
+
 def _stop_process(proc: subprocess.Popen[str], timeout: float = 3.0) -> None:
     """Terminate, then kill, and always reap (a zombie keeps its pid alive)."""
     if proc.poll() is None:
@@ -232,9 +298,19 @@ class Lab:
         prefix: str | None = None,
         miniupnpd_extra: dict[int, list[str]] | None = None,
         igd_v1: bool = False,
+        ipv6: bool = False,
+        lan6_prefix: str = LAN6_PREFIX,
+        wan6_prefix: str = WAN6_PREFIX,
     ) -> None:
         if not 1 <= layers <= MAX_LAYERS:
             raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {layers}")
+        if ipv6 and layers != 1:
+            raise ValueError(f"the IPv6 lab has exactly one router, got layers={layers}")
+        self.ipv6 = ipv6
+        self._lan6 = ipaddress.IPv6Network(lan6_prefix)
+        self._wan6 = ipaddress.IPv6Network(wan6_prefix)
+        if self._lan6.overlaps(self._wan6):
+            raise ValueError(f"IPv6 prefixes {lan6_prefix} and {wan6_prefix} overlap")
         self.prefix = prefix or f"igd{os.getpid()}x{next(_counter)}"
         if len(self.prefix) > 12:  # keep "<prefix>-r4" short
             raise ValueError(f"prefix {self.prefix!r} is longer than 12 characters")
@@ -249,6 +325,7 @@ class Lab:
         self._igd_v1 = igd_v1
         self._uuids = {r.index: str(uuid.uuid4()) for r in self.routers}
         self._daemons: dict[int, subprocess.Popen[str]] = {}
+        self._log_start: dict[int, int] = {}  # log size when r_k's current miniupnpd started
         self._procs: list[subprocess.Popen[str]] = []
         self._created: list[str] = []
         self._closed = False
@@ -260,7 +337,24 @@ class Lab:
             lan_ip="192.168.1.1" if k == 1 else f"10.0.{k - 1}.1",
             wan_ip="33.0.0.1" if k == self.layers else f"31.0.{k}.2",
             internal_client=CLIENT_IP if k == 1 else f"31.0.{k - 1}.2",
+            lan_ip6=str(self._lan6[1]) if self.ipv6 else None,
+            wan_ip6=str(self._wan6[1]) if self.ipv6 else None,
         )
+
+    def _ip6(self, attr: str, net: ipaddress.IPv6Network) -> str:
+        if not self.ipv6:
+            raise LabError(f"lab.{attr}: this lab has no IPv6 (build it with ipv6=True)")
+        return str(net[2])  # str() of IPv6Address is canonical (RFC 5952), as miniupnpd wants
+
+    @property
+    def client_ip6(self) -> str:
+        """The client's IPv6 address (LAN prefix ::2); LabError unless ``ipv6=True``."""
+        return self._ip6("client_ip6", self._lan6)
+
+    @property
+    def outside_ip6(self) -> str:
+        """The outside host's IPv6 address (WAN prefix ::2); LabError unless ``ipv6=True``."""
+        return self._ip6("outside_ip6", self._wan6)
 
     def router(self, k: int) -> Router:
         """Router ``k``, counted from 1 next to the client."""
@@ -298,14 +392,22 @@ class Lab:
         for ns in self.namespaces:
             _host("ip", "netns", "add", ns)
             self._created.append(ns)
+            if self.ipv6:
+                self.run(ns, "sysctl", "-qw", *_SYSCTL_NODAD)
         # veth pairs are born inside the namespaces, never in the root one.
         for ns_a, if_a, ns_b, if_b in self._links():
             _host(*f"ip -n {ns_a} link add {if_a} type veth peer name {if_b} netns {ns_b}".split())
         for ns, lines in self._ip_batches().items():
             _host("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
         for r in self.routers:
-            self.run(r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            self.run(r.ns, "nft", "-f", "-", input=_NFT_RULES.format(wan=r.wan_if))
+            if self.ipv6:
+                sysctls = ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]
+                self.run(r.ns, "sysctl", "-qw", *sysctls)
+                rules = _NFT_RULES6.format(lan=r.lan_if, wan=r.wan_if)
+            else:
+                self.run(r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+                rules = _NFT_RULES.format(wan=r.wan_if)
+            self.run(r.ns, "nft", "-f", "-", input=rules)
         for r in self.routers:
             self._spawn_miniupnpd(r.index)
         for r in self.routers:
@@ -341,7 +443,20 @@ class Lab:
                 upper_lan = self.routers[r.index].lan_ip
                 lines.append(f"route add {upper_lan}/32 dev {r.wan_if}")
                 lines.append(f"route add default via {upper_lan} dev {r.wan_if} onlink")
+            if r.lan_ip6 is not None and r.wan_ip6 is not None:
+                lines.append(f"addr add {r.lan_ip6}/{self._lan6.prefixlen} dev {r.lan_if} nodad")
+                lines.append(f"addr add {r.wan_ip6}/{self._wan6.prefixlen} dev {r.wan_if} nodad")
             batches[r.ns] = lines
+        if self.ipv6:
+            r1 = self.routers[0]
+            batches[self.client_ns] += [
+                f"addr add {self.client_ip6}/{self._lan6.prefixlen} dev eth0 nodad",
+                f"route add ::/0 via {r1.lan_ip6} dev eth0",
+            ]
+            batches[self.outside_ns] += [
+                f"addr add {self.outside_ip6}/{self._wan6.prefixlen} dev eth0 nodad",
+                f"route add {self._lan6} via {r1.wan_ip6} dev eth0",
+            ]
         return batches
 
     def close(self) -> None:
@@ -356,7 +471,7 @@ class Lab:
         for ns in reversed(self._created):
             _delete_namespace(ns)
         self._created.clear()
-        if self.tmpdir.is_dir():
+        if self.tmpdir != Path() and self.tmpdir.is_dir():  # Path() (not built yet) is the cwd
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     # -- commands -----------------------------------------------------------------------------
@@ -401,6 +516,40 @@ class Lab:
         cmd = ("upnpc", "-p", NO_MINISSDPD, "-u", self.router(k).location, *args)
         return self.run(peer_ns, *cmd, check=check).stdout
 
+    def upnpc6(self, *args: str, check: bool = True) -> str:
+        """Run ``upnpc -6 -u <r1 location6> args`` in the client namespace; return its stdout.
+
+        Everything then goes over IPv6 from the client's address. upnpc exits 0 even when an
+        action fails: read its output.
+        """
+        cmd = ("upnpc", "-6", "-p", NO_MINISSDPD, "-u", self.router(1).location6, *args)
+        return self.run(self.client_ns, *cmd, check=check).stdout
+
+    def upnpc_add_pinhole(
+        self,
+        port: int,
+        protocol: str = "TCP",
+        lease: int = 3600,
+        *,
+        internal_client: str | None = None,
+        remote_host: str = "",
+        remote_port: int = 0,
+    ) -> int:
+        """``upnpc -6 -A``: open a pinhole to the client (default) port; return its UniqueID."""
+        client = self.client_ip6 if internal_client is None else internal_client
+        args = (remote_host, str(remote_port), client, str(port), protocol, str(lease))
+        out = self.upnpc6("-A", *args)
+        found = _PINHOLE_ID.search(out)
+        if found is None:
+            raise LabError(f"upnpc -6 -A {' '.join(args)} opened no pinhole:\n{out.strip()}")
+        return int(found.group(1))
+
+    def firewall_rules(self, k: int = 1, chain: str = "miniupnpd") -> list[str]:
+        """The rules of r_k's nft chain (``inet filter``), one string each, without handles."""
+        out = self.run(self.router(k).ns, "nft", "list", "chain", "inet", "filter", chain).stdout
+        lines = [ln.strip() for ln in out.splitlines()]
+        return [ln for ln in lines if ln and not ln.startswith(("table ", "chain ", "type ", "}"))]
+
     def upnpc_mappings(self, k: int) -> list[tuple[str, int, str, int]]:
         """r_k's table by ``upnpc -l``: (protocol, ext port, internal client, internal port)."""
         out = self.upnpc(k, "-l")
@@ -412,6 +561,8 @@ class Lab:
         lines = [
             f"ext_ifname={r.wan_if}",
             f"listening_ip={r.listening_ip}",
+            # IPv6 (pinholes): the LAN interface name above, an IPv6 address on it, and these.
+            *([f"ext_ifname6={r.wan_if}", "ipv6_disable=no"] if r.lan_ip6 is not None else []),
             f"http_port={r.http_port}",
             "enable_upnp=yes",
             "enable_natpmp=yes",
@@ -444,6 +595,7 @@ class Lab:
         pid.unlink(missing_ok=True)  # a stale pid file makes miniupnpd refuse to start
         self.run(r.ns, "nft", _NFT_FLUSH)  # boots with an empty table, like a real router
         with open(self.tmpdir / f"r{k}.log", "a") as log:
+            self._log_start[k] = log.tell()
             self._daemons[k] = subprocess.Popen(
                 [
                     *f"ip netns exec {r.ns} unshare -m sh -c".split(),
@@ -460,11 +612,26 @@ class Lab:
     def _wait_ready(self, k: int, timeout: float = 5.0) -> None:
         proc = self._daemons[k]
         deadline = time.monotonic() + timeout
-        while not _listening(proc.pid, self.router(k).http_port):
+        while not self._ready(k, proc.pid):
             if proc.poll() is not None or time.monotonic() > deadline:
-                state = "exited" if proc.poll() is not None else f"not listening after {timeout}s"
+                state = "exited" if proc.poll() is not None else f"not ready after {timeout}s"
                 raise LabError(f"miniupnpd r{k} {state}; log tail:\n{self._tail(k)}")
             time.sleep(0.01)
+
+    def _ready(self, k: int, pid: int) -> bool:
+        r = self.router(k)
+        if not _listening(pid, r.http_port):
+            return False
+        if r.lan_ip6 is None:
+            return True
+        # IPv6: its SSDP socket is bound (opened after HTTP) and IPv6 was not disabled.
+        path = self.tmpdir / f"r{k}.log"
+        with open(path, "rb") as log:
+            log.seek(self._log_start.get(k, 0))
+            this_run = log.read().decode(errors="replace")
+        if "disabling IPv6" in this_run:
+            raise LabError(f"miniupnpd r{k} disabled IPv6; log tail:\n{self._tail(k)}")
+        return _udp6_bound(pid, 1900)
 
     def start_miniupnpd(self, k: int) -> None:
         """Start r_k's miniupnpd with an empty table and wait until its HTTP port listens."""
@@ -501,9 +668,16 @@ class Lab:
 
     # -- reachability helpers -----------------------------------------------------------------
 
-    def tcp_listener(self, ns: str, port: int, timeout: float = 5.0) -> subprocess.Popen[str]:
-        """Start a TCP echo server on 0.0.0.0:``port`` in ``ns``; return once it listens."""
-        proc = self.popen(ns, sys.executable, "-I", "-S", "-c", _ECHO_SERVER, str(port))
+    def tcp_listener(
+        self, ns: str, port: int, timeout: float = 5.0, *, host: str = ""
+    ) -> subprocess.Popen[str]:
+        """Start a TCP echo server on ``host``:``port`` in ``ns``; return once it listens.
+
+        ``host`` "" (default) listens on every IPv4 address; an IPv6 literal, e.g. "::" (IPv6
+        and IPv4) or the client's address, listens over IPv6.
+        """
+        args = (sys.executable, "-I", "-S", "-c", _ECHO_SERVER, str(port), host)
+        proc = self.popen(ns, *args)
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         if not ready or proc.stdout.readline().strip() != "ready":
@@ -511,7 +685,10 @@ class Lab:
         return proc
 
     def tcp_connect(self, ns: str, host: str, port: int, timeout: float = 2.0) -> bool:
-        """True when a connection from ``ns`` to host:port gets its token echoed back."""
+        """True when a connection from ``ns`` to host:port gets its token echoed back.
+
+        ``host`` may be an IPv4 or IPv6 literal (brackets allowed).
+        """
         token = uuid.uuid4().hex
         args = (sys.executable, "-I", "-S", "-c", _ECHO_CLIENT, host, str(port), token)
         proc = self.run(ns, *args, str(timeout), check=False, timeout=timeout + 10)

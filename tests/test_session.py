@@ -135,15 +135,16 @@ async def test_session_connection_refused_is_igd_connection_error() -> None:
             await session.get(location)
 
 
-async def test_session_close_is_idempotent_and_reopens(fake_igd: FakeIGD) -> None:
+async def test_session_close_is_idempotent_and_final(fake_igd: FakeIGD) -> None:
+    """A closed session never opens a new aiohttp client: nothing could close that one."""
     session = SoapSession("127.0.0.1", timeout=2.0)
-    await session.close()  # never opened
     await session.get(fake_igd.location)
     await session.close()
     await session.close()
-    await session.get(fake_igd.location)  # a closed session opens a new client
-    await session.close()
+    with pytest.raises(IGDConnectionError, match="closed"):
+        await session.get(fake_igd.location)
     assert session.stats.requests == 2
+    assert fake_igd.connections == 1
 
 
 @pytest.mark.parametrize(

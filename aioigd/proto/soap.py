@@ -94,6 +94,9 @@ def parse_response(
     out: dict[str, str] = {}
     for arg in response:
         if isinstance(arg.tag, str):
+            if len(arg):
+                # Out arguments are plain text; markup inside one is a lying gateway.
+                raise RemoteProtocolError(f"{action}: markup inside <{local_name(arg.tag)}>")
             out.setdefault(local_name(arg.tag), (arg.text or "").strip())
     return out
 

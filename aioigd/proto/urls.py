@@ -75,6 +75,12 @@ def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
     relative = relative.strip()
     base = url_base.strip() or location
     try:
+        scheme = urlsplit(relative).scheme
+        opaque = scheme and not relative[len(scheme) + 1 :].startswith("/")
+        if opaque and scheme.lower() not in ("http", "https"):
+            # `uuid:<UDN>/WANPPPConnection:1` is a path some routers write without a
+            # leading slash; like miniupnpc, attach it to the gateway's root.
+            relative = "/" + relative
         return urljoin(base, relative)
     except ValueError as exc:
         raise UnsafeURLError(f"malformed URL {relative[:80]!r}: {exc}") from None

@@ -142,8 +142,18 @@ def test_port_mapping_args_refuses(changes: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("port", "protocol", "remote", "expected"),
     [
-        (1872, TCP, None, [("NewRemoteHost", ""), ("NewExternalPort", "1872"), ("NewProtocol", "TCP")]),
-        (53, "udp", "198.51.100.1", [("NewRemoteHost", "198.51.100.1"), ("NewExternalPort", "53"), ("NewProtocol", "UDP")]),
+        (
+            1872,
+            TCP,
+            None,
+            [("NewRemoteHost", ""), ("NewExternalPort", "1872"), ("NewProtocol", "TCP")],
+        ),
+        (
+            53,
+            "udp",
+            "198.51.100.1",
+            [("NewRemoteHost", "198.51.100.1"), ("NewExternalPort", "53"), ("NewProtocol", "UDP")],
+        ),
         (0, TCP, "", [("NewRemoteHost", ""), ("NewExternalPort", "0"), ("NewProtocol", "TCP")]),
     ],
 )
@@ -165,9 +175,9 @@ def test_mapping_key_args_refuses(port: Any, protocol: Any) -> None:
 def test_parse_external_ip_seed_and_miniupnpd() -> None:
     seed = _reply(SEED / "GetExternalIPAddress_200.xml", "GetExternalIPAddress", PPP1)
     assert parse_external_ip(seed) == "100.81.111.102"  # CGNAT: the seed router is double-NATed
-    assert parse_external_ip(_reply(MINI / "GetExternalIPAddress_200.xml", "GetExternalIPAddress")) == (
-        "33.0.0.1"
-    )
+    assert parse_external_ip(
+        _reply(MINI / "GetExternalIPAddress_200.xml", "GetExternalIPAddress")
+    ) == ("33.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -222,7 +232,9 @@ def test_external_ip_in_nested_markup_is_not_an_address() -> None:
 
 
 def test_seed_empty_placeholder_entry_is_none() -> None:
-    out = _reply(SEED / "GetGenericPortMappingEntry_empty_200.xml", "GetGenericPortMappingEntry", PPP1)
+    out = _reply(
+        SEED / "GetGenericPortMappingEntry_empty_200.xml", "GetGenericPortMappingEntry", PPP1
+    )
     assert parse_port_mapping_entry(out) is None
 
 
@@ -353,8 +365,12 @@ def test_specific_entry_takes_the_key_from_the_caller() -> None:
         "NewLeaseDuration": "55",
     }
     assert parse_port_mapping_entry(out) is None
-    entry = parse_port_mapping_entry(out, external_port=1872, protocol=UDP, remote_host="198.51.100.2")
-    assert entry == PortMappingEntry(1872, UDP, 1872, "192.168.1.4", True, "yftest", 55, "198.51.100.2")
+    entry = parse_port_mapping_entry(
+        out, external_port=1872, protocol=UDP, remote_host="198.51.100.2"
+    )
+    assert entry == PortMappingEntry(
+        1872, UDP, 1872, "192.168.1.4", True, "yftest", 55, "198.51.100.2"
+    )
     # An echoed key wins over the caller's.
     echoed = parse_port_mapping_entry(
         {**out, "NewExternalPort": "2000", "NewProtocol": "TCP", "NewRemoteHost": ""},
@@ -423,9 +439,7 @@ SPEC_ENTRY = PortMappingEntry(2345, TCP, 2345, "192.168.1.137", True, "text", 34
             [SPEC_ENTRY],
             id="with-declaration",
         ),
-        pytest.param(
-            _listing(_listed(p=""), root="PortMappingList"), [SPEC_ENTRY], id="no-prefix"
-        ),
+        pytest.param(_listing(_listed(p=""), root="PortMappingList"), [SPEC_ENTRY], id="no-prefix"),
         pytest.param(
             _listing(_listed(NewEnabled="0", NewRemoteHost="203.0.113.5", NewProtocol="UDP")),
             [PortMappingEntry(2345, UDP, 2345, "192.168.1.137", False, "text", 345, "203.0.113.5")],
@@ -522,7 +536,11 @@ def test_status_parsers_on_miniupnpd_replies() -> None:
     [
         ({}, StatusInfo("", "", 0)),
         (
-            {"NewConnectionStatus": "Disconnected", "NewLastConnectionError": "ERROR_NO_CARRIER", "NewUptime": ""},
+            {
+                "NewConnectionStatus": "Disconnected",
+                "NewLastConnectionError": "ERROR_NO_CARRIER",
+                "NewUptime": "",
+            },
             StatusInfo("Disconnected", "ERROR_NO_CARRIER", 0),
         ),
         ({"NewUptime": "4294967295"}, StatusInfo("", "", 4294967295)),
@@ -562,7 +580,10 @@ def test_parse_nat_rsip_status_refuses_junk() -> None:
     [
         ({}, ConnectionTypeInfo("", ())),
         (
-            {"NewConnectionType": "IP_Routed", "NewPossibleConnectionTypes": "Unconfigured, IP_Routed,IP_Bridged,"},
+            {
+                "NewConnectionType": "IP_Routed",
+                "NewPossibleConnectionTypes": "Unconfigured, IP_Routed,IP_Bridged,",
+            },
             ConnectionTypeInfo("IP_Routed", ("Unconfigured", "IP_Routed", "IP_Bridged")),
         ),
         (
@@ -613,9 +634,19 @@ def test_parse_uint(text: str, maximum: int, result: int | None) -> None:
 @pytest.mark.parametrize(
     ("text", "result"),
     [
-        ("1", True), ("true", True), ("TRUE", True), (" yes ", True),
-        ("0", False), ("false", False), ("No", False), ("", False),
-        ("2", None), ("on", None), ("off", None), ("y", None), ("\u0661", None),
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        (" yes ", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("", False),
+        ("2", None),
+        ("on", None),
+        ("off", None),
+        ("y", None),
+        ("\u0661", None),
     ],
 )
 def test_parse_bool(text: str, result: bool | None) -> None:
@@ -632,8 +663,15 @@ def test_parse_bool(text: str, result: bool | None) -> None:
 @pytest.mark.parametrize(
     ("value", "result"),
     [
-        ("TCP", TCP), ("tcp", TCP), (" udp\n", UDP), (TCP, TCP), (UDP, UDP),
-        ("", None), ("icmp", None), ("6", None), ("TCP ", TCP),
+        ("TCP", TCP),
+        ("tcp", TCP),
+        (" udp\n", UDP),
+        (TCP, TCP),
+        (UDP, UDP),
+        ("", None),
+        ("icmp", None),
+        ("6", None),
+        ("TCP ", TCP),
     ],
 )
 def test_protocol_parse(value: Any, result: Protocol | None) -> None:

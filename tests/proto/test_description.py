@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -140,13 +141,20 @@ def _service(
     )
 
 
-def _device(dtype: str, services: list[str] = [], devices: list[str] = [], p: str = "") -> str:  # noqa: B006
+def _device(
+    dtype: str, services: Sequence[str] = (), devices: Sequence[str] = (), p: str = ""
+) -> str:
     svc = f"<{p}serviceList>{''.join(services)}</{p}serviceList>" if services else ""
     dev = f"<{p}deviceList>{''.join(devices)}</{p}deviceList>" if devices else ""
     return f"<{p}device><{p}deviceType>{dtype}</{p}deviceType>{svc}{dev}</{p}device>"
 
 
-def _root(device: str, url_base: str = "", attrs: str = ' xmlns="urn:schemas-upnp-org:device-1-0"', p: str = "") -> bytes:
+def _root(
+    device: str,
+    url_base: str = "",
+    attrs: str = ' xmlns="urn:schemas-upnp-org:device-1-0"',
+    p: str = "",
+) -> bytes:
     base = f"<{p}URLBase>{url_base}</{p}URLBase>" if url_base else ""
     return f'<?xml version="1.0"?>\n<{p}root{attrs}>{base}{device}</{p}root>'.encode()
 
@@ -166,7 +174,9 @@ def test_connection_services_order() -> None:
                 _device(WANCD1, [_service(PPP1, "/ppp")]),
                 _device(WANCD1, [_service(WANIP1, "/ip1")]),
                 _device(WANCD2, [_service(WANIP2, "/ip2"), _service(FW1, "/fw")]),
-                _device(WANCD1, [_service("urn:dslforum-org:service:WANPPPConnection:1", "/tr064")]),
+                _device(
+                    WANCD1, [_service("urn:dslforum-org:service:WANPPPConnection:1", "/tr064")]
+                ),
             ],
         )
     )
@@ -188,7 +198,11 @@ def test_unparsable_version_sorts_after_known_versions() -> None:
         _service(WANIP1, "/v1"),
     )
     desc = parse_description(data, LOC)
-    assert [s.control_url.rsplit("/", 1)[1] for s in desc.connection_services()] == ["v1", "vx", "ppp"]
+    assert [s.control_url.rsplit("/", 1)[1] for s in desc.connection_services()] == [
+        "v1",
+        "vx",
+        "ppp",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +234,8 @@ def test_unparsable_version_sorts_after_known_versions() -> None:
         pytest.param(
             b"<?xml version='1.0'?>\r\n<root xmlns='urn:schemas-upnp-org:device-1-0'>\r\n"
             b"  <device>\r\n    <deviceType>\r\n  " + IGD1.encode() + b"  \r\n</deviceType>\r\n"
-            b"    <serviceList>\r\n      <service>\r\n        <serviceType>\t" + WANIP1.encode()
+            b"    <serviceList>\r\n      <service>\r\n        <serviceType>\t"
+            + WANIP1.encode()
             + b"\t</serviceType>\r\n        <controlURL>\r\n   /ctl/IPConn   \r\n</controlURL>\r\n"
             b"      </service>\r\n    </serviceList>\r\n  </device>\r\n</root>\r\n\0\0\0",
             id="whitespace-crlf-and-trailing-nuls",
@@ -242,7 +257,9 @@ def test_namespace_and_whitespace_quirks(data: bytes) -> None:
 
 
 def test_url_base_is_honoured() -> None:
-    desc = parse_description(_igd(_service(WANIP1, "ctl/IPConn"), url_base="http://192.168.1.1:49152/base/"), LOC)
+    desc = parse_description(
+        _igd(_service(WANIP1, "ctl/IPConn"), url_base="http://192.168.1.1:49152/base/"), LOC
+    )
     assert desc.url_base == "http://192.168.1.1:49152/base/"
     (svc,) = desc.connection_services()
     assert svc.control_url == "http://192.168.1.1:49152/base/ctl/IPConn"
@@ -272,8 +289,6 @@ def test_url_base_on_another_host_is_refused() -> None:
         ("ftp://192.168.1.1/ctl", None),
         ("http://192.168.1.1:0/ctl", None),
         ("http://[::1", None),
-        # A bare "uuid:<UDN>/..." is an absolute URI with scheme "uuid" under RFC 3986.
-        ("uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1", None),
     ],
 )
 def test_control_url_leaving_the_gateway(ctl: str, with_foreign_allowed: str | None) -> None:
@@ -393,13 +408,18 @@ def test_size_limit() -> None:
 
 
 def test_non_utf8_charsets() -> None:
-    latin = _root(_device(IGD1, [_service(WANIP1)])).replace(
-        b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="ISO-8859-1"?>'
-    ).replace(b"<deviceType>", b"<friendlyName>Routeur g\xe9n\xe9ral</friendlyName><deviceType>")
+    latin = (
+        _root(_device(IGD1, [_service(WANIP1)]))
+        .replace(b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="ISO-8859-1"?>')
+        .replace(b"<deviceType>", b"<friendlyName>Routeur g\xe9n\xe9ral</friendlyName><deviceType>")
+    )
     assert parse_description(latin, LOC).root.friendly_name == "Routeur g\u00e9n\u00e9ral"
-    utf16 = _root(_device(IGD1, [_service(WANIP1)])).decode().replace(
-        '<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>'
-    ).encode("utf-16")
+    utf16 = (
+        _root(_device(IGD1, [_service(WANIP1)]))
+        .decode()
+        .replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>')
+        .encode("utf-16")
+    )
     assert parse_description(utf16, LOC).connection_services()[0].service_type == WANIP1
     undeclared = latin.replace(b' encoding="ISO-8859-1"', b"")
     with pytest.raises(RemoteProtocolError):
@@ -408,7 +428,8 @@ def test_non_utf8_charsets() -> None:
 
 def test_long_strings_are_truncated() -> None:
     dev = _device(IGD1, [_service(WANIP1)]).replace(
-        "<deviceType>", f"<friendlyName>{'F' * 5000}</friendlyName><UDN>{'u' * 300}</UDN><deviceType>"
+        "<deviceType>",
+        f"<friendlyName>{'F' * 5000}</friendlyName><UDN>{'u' * 300}</UDN><deviceType>",
     )
     root = parse_description(_root(dev), LOC).root
     assert root.friendly_name == "F" * 256
@@ -437,7 +458,9 @@ def test_long_strings_are_truncated() -> None:
         ("", None, 0),
     ],
 )
-def test_service_kind_and_version(service_type: str, kind: ServiceKind | None, version: int) -> None:
+def test_service_kind_and_version(
+    service_type: str, kind: ServiceKind | None, version: int
+) -> None:
     svc = Service(service_type=service_type, service_id="", control_url="")
     assert svc.kind is kind
     assert svc.version == version
@@ -456,3 +479,13 @@ def test_description_with_no_wan_services() -> None:
     assert desc.services() == []
     assert desc.connection_services() == []
     assert desc.firewall_service() is None
+
+
+def test_bare_uuid_control_url_is_a_path_on_the_gateway() -> None:
+    """Broadcom-style `uuid:<UDN>/WANPPPConnection:1` without a leading slash: miniupnpc
+    attaches it to the gateway's root, and so do we (it cannot leave the host)."""
+    ctl = "uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
+    desc = parse_description(_igd(_service(WANIP1, ctl)), LOC)
+    url = desc.connection_services()[0].control_url
+    assert url.endswith("/" + ctl)
+    assert url.startswith(LOC.split("/")[0] + "//" + LOC.split("/")[2] + "/")

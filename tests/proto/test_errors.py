@@ -226,9 +226,7 @@ def test_all_is_complete() -> None:
     public = {
         name
         for name, obj in vars(errors).items()
-        if not name.startswith("_")
-        and inspect.isclass(obj)
-        and issubclass(obj, BaseException)
+        if not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, BaseException)
     }
     assert public | {"fault_class"} == set(errors.__all__)
     for name in errors.__all__:

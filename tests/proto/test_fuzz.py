@@ -64,7 +64,8 @@ def _read(directory: Path, pattern: str) -> list[bytes]:
 SSDP_CAPTURES = _read(SEED, "*.txt") + _read(MINI, "*.txt")
 DESCRIPTIONS = _read(MINI, "*rootDesc*.xml")
 SOAP_CAPTURES = _read(SEED, "*.xml") + [
-    b for p in sorted(MINI.glob("Get*.xml")) + [MINI / "AddPortMapping_200.xml"]
+    b
+    for p in sorted(MINI.glob("Get*.xml")) + [MINI / "AddPortMapping_200.xml"]
     for b in [p.read_bytes()]
 ]
 LISTINGS = [
@@ -80,14 +81,58 @@ LISTINGS = [
 
 #: Byte snippets that have broken parsers before: markup, entities, odd digits, bad URLs.
 TOKENS = [
-    b"<", b">", b"&", b"&amp;", b"&#0;", b"&#x1F;", b"&lol;", b"]]>", b"<![CDATA[", b"</",
-    b"<!DOCTYPE r [<!ENTITY lol 'x'>]>", b"<!ENTITY", b"SYSTEM 'file:///etc/passwd'",
-    b"<?xml version='1.0' encoding='utf-16'?>", b"\x00", b"\r\n", b"\n\n", b"\r\n\r\n", b":",
-    b"\xff", b"\xfe\xff", b"\xef\xbb\xbf", b"\xc2\xb2", b"\xd9\xa1", b"\xef\xbc\x91", b"-1",
-    b"0", b"65536", b"99999999999", b"4294967296", b"0.0.0.0", b"::1", b"http://[::1",
-    b"//evil.example/", b"file:///", b"uuid:x/", b"http://user@h/", b":0/", b"xmlns:p='urn:x'",
-    b"p:", b"<s:Fault>", b"<errorCode>", b"</errorCode>", b"<detail>", b"<UPnPError>",
-    b"max-age=", b"LOCATION:", b"ST:", b"NTS: ssdp:byebye", b"NOTIFY * HTTP/1.1", b"\t", b" ",
+    b"<",
+    b">",
+    b"&",
+    b"&amp;",
+    b"&#0;",
+    b"&#x1F;",
+    b"&lol;",
+    b"]]>",
+    b"<![CDATA[",
+    b"</",
+    b"<!DOCTYPE r [<!ENTITY lol 'x'>]>",
+    b"<!ENTITY",
+    b"SYSTEM 'file:///etc/passwd'",
+    b"<?xml version='1.0' encoding='utf-16'?>",
+    b"\x00",
+    b"\r\n",
+    b"\n\n",
+    b"\r\n\r\n",
+    b":",
+    b"\xff",
+    b"\xfe\xff",
+    b"\xef\xbb\xbf",
+    b"\xc2\xb2",
+    b"\xd9\xa1",
+    b"\xef\xbc\x91",
+    b"-1",
+    b"0",
+    b"65536",
+    b"99999999999",
+    b"4294967296",
+    b"0.0.0.0",
+    b"::1",
+    b"http://[::1",
+    b"//evil.example/",
+    b"file:///",
+    b"uuid:x/",
+    b"http://user@h/",
+    b":0/",
+    b"xmlns:p='urn:x'",
+    b"p:",
+    b"<s:Fault>",
+    b"<errorCode>",
+    b"</errorCode>",
+    b"<detail>",
+    b"<UPnPError>",
+    b"max-age=",
+    b"LOCATION:",
+    b"ST:",
+    b"NTS: ssdp:byebye",
+    b"NOTIFY * HTTP/1.1",
+    b"\t",
+    b" ",
 ]
 
 
@@ -126,14 +171,50 @@ field_value = st.one_of(
     xml_text,
     st.sampled_from(
         [
-            "", " ", "0", "1", "-1", "65535", "65536", "4294967295", "4294967296", "99999999999",
-            "\u00b2", "\u0661\u0662", "\uff11", "1e3", "0x10", "TCP", "udp", "ICMP", "true", "no",
-            "maybe", "0.0.0.0", "1.2.3.4", "999.1.1.1", "::1", "fe80::1%eth0", "host.lan",
-            "http://192.168.1.1:5000/ctl", "/ctl/IPConn", "ctl", "//evil.example/x",
-            "http://[::1", "file:///etc/passwd", "uuid:b90e/WANPPPConnection:1",
-            "http://192.168.1.1:0/", "http://u@192.168.1.1/", "https://192.168.1.1/",
-            WANIP1, WANIP2, PPP1, FW1, "urn:schemas-upnp-org:service:WANIPConnection:\u00b2",
-            "urn:schemas-upnp-org:service:WANIPConnection:", "x" * 300,
+            "",
+            " ",
+            "0",
+            "1",
+            "-1",
+            "65535",
+            "65536",
+            "4294967295",
+            "4294967296",
+            "99999999999",
+            "\u00b2",
+            "\u0661\u0662",
+            "\uff11",
+            "1e3",
+            "0x10",
+            "TCP",
+            "udp",
+            "ICMP",
+            "true",
+            "no",
+            "maybe",
+            "0.0.0.0",
+            "1.2.3.4",
+            "999.1.1.1",
+            "::1",
+            "fe80::1%eth0",
+            "host.lan",
+            "http://192.168.1.1:5000/ctl",
+            "/ctl/IPConn",
+            "ctl",
+            "//evil.example/x",
+            "http://[::1",
+            "file:///etc/passwd",
+            "uuid:b90e/WANPPPConnection:1",
+            "http://192.168.1.1:0/",
+            "http://u@192.168.1.1/",
+            "https://192.168.1.1/",
+            WANIP1,
+            WANIP2,
+            PPP1,
+            FW1,
+            "urn:schemas-upnp-org:service:WANIPConnection:\u00b2",
+            "urn:schemas-upnp-org:service:WANIPConnection:",
+            "x" * 300,
         ]
     ),
 )
@@ -178,21 +259,62 @@ def test_ssdp_mutated_captures(data: bytes) -> None:
 
 
 HEADER_NAMES = [
-    "LOCATION", "ST", "NT", "NTS", "USN", "SERVER", "CACHE-CONTROL", "EXT", "BOOTID.UPNP.ORG",
-    "01-NLS", "CONFIGID.UPNP.ORG", "MAN", "MX", "HOST", "location", "Cache-Control", "",
+    "LOCATION",
+    "ST",
+    "NT",
+    "NTS",
+    "USN",
+    "SERVER",
+    "CACHE-CONTROL",
+    "EXT",
+    "BOOTID.UPNP.ORG",
+    "01-NLS",
+    "CONFIGID.UPNP.ORG",
+    "MAN",
+    "MX",
+    "HOST",
+    "location",
+    "Cache-Control",
+    "",
 ]
+
+
+#: Numbers as gateways write them, and digits from other scripts ("²", Arabic-Indic, fullwidth).
+numeral = st.sampled_from(
+    ["1800", "0", "-1", "99999999999", "", "\u00b2", "\u0661\u0662"]
+) | st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=4)
+#: Header values: arbitrary, numeric, or a cache directive around either.
+header_value = st.one_of(
+    field_value,
+    numeral,
+    (field_value | numeral).map(lambda v: f"max-age={v}"),
+    numeral.map(lambda v: f"no-cache, max-age = {v}"),
+)
 
 
 @FUZZ
 @given(
     st.sampled_from(
-        ["HTTP/1.1 200 OK", "HTTP/1.0 200", "NOTIFY * HTTP/1.1", "M-SEARCH * HTTP/1.1", "HTTP/1.1 404", ""]
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.0 200",
+            "NOTIFY * HTTP/1.1",
+            "M-SEARCH * HTTP/1.1",
+            "HTTP/1.1 404",
+            "",
+        ]
     ),
-    st.lists(st.tuples(st.sampled_from(HEADER_NAMES), field_value), max_size=12),
+    st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_value), max_size=12),
     st.sampled_from(["\r\n", "\n"]),
+    st.booleans(),
 )
-def test_ssdp_structured(start: str, headers: list[tuple[str, str]], eol: str) -> None:
-    text = eol.join([start, *(f"{name}: {value}" for name, value in headers)]) + eol + eol
+def test_ssdp_structured(
+    start: str, headers: list[tuple[str, str]], eol: str, usable: bool
+) -> None:
+    lines = [f"{name}: {value}" for name, value in headers]
+    if usable:  # LOCATION and NT/ST present, so that parsing goes on to the other headers
+        lines[:0] = [f"LOCATION: {LOC}", f"ST: {WANIP1}", f"NT: {WANIP1}", "NTS: ssdp:alive"]
+    text = eol.join([start, *lines]) + eol + eol
     _check_ssdp(text.encode("utf-8", "surrogatepass"))
 
 
@@ -226,19 +348,63 @@ def test_description_mutated_captures(data: bytes, allow_foreign: bool) -> None:
     _check_description(data, allow_foreign)
 
 
+#: Service types around the ones aioigd uses, with odd versions.
+service_type = (
+    st.sampled_from(
+        [
+            WANIP1,
+            WANIP2,
+            PPP1,
+            FW1,
+            "urn:schemas-upnp-org:service:WANIPConnection:\u00b2",
+            "urn:schemas-upnp-org:service:WANIPConnection:\u0661",
+            "urn:schemas-upnp-org:service:WANIPConnection:",
+            "urn:schemas-upnp-org:service:WANPPPConnection:99999",
+            "urn:dslforum-org:service:WANIPConnection:1",
+            "urn:schemas-upnp-org:service:Layer3Forwarding:1",
+        ]
+    )
+    | field_value
+)
+#: URLs around the gateway's own, relative, foreign and malformed.
+service_url = (
+    st.sampled_from(
+        [
+            "/ctl/IPConn",
+            "ctl/IPConn",
+            "http://192.168.1.1:5000/ctl",
+            "http://192.168.1.1:49152/x",
+            "http://10.0.0.1/ctl",
+            "//evil.example/x",
+            "http://[::1",
+            "http://[fe80::1%25eth0]/",
+            "file:///etc/passwd",
+            "http://192.168.1.1:0/",
+            "http://192.168.1.1:99999/",
+            "http://u@192.168.1.1/",
+            "uuid:b90e/WANPPPConnection:1",
+            " /ctl ",
+            "?x",
+            "#f",
+            "",
+        ]
+    )
+    | field_value
+)
+SERVICE_FIELDS = {
+    "serviceType": service_type,
+    "serviceId": field_value,
+    "controlURL": service_url,
+    "SCPDURL": service_url,
+    "eventSubURL": service_url,
+}
+
+
 @st.composite
 def service_xml(draw: st.DrawFn) -> str:
-    fields = draw(
-        st.lists(
-            st.tuples(
-                st.sampled_from(["serviceType", "serviceId", "controlURL", "SCPDURL", "eventSubURL"]),
-                field_value,
-            ),
-            max_size=6,
-        )
-    )
+    names = draw(st.lists(st.sampled_from(list(SERVICE_FIELDS)), max_size=6))
     prefix = draw(st.sampled_from(["", "u:"]))
-    inner = "".join(f"<{prefix}{k}>{escape(v)}</{prefix}{k}>" for k, v in fields)
+    inner = "".join(f"<{prefix}{k}>{escape(draw(SERVICE_FIELDS[k]))}</{prefix}{k}>" for k in names)
     return f"<{prefix}service>{inner}</{prefix}service>"
 
 
@@ -261,11 +427,13 @@ def device_xml(depth: int) -> st.SearchStrategy[str]:
 @FUZZ
 @given(
     device_xml(2),
-    st.one_of(st.just(""), field_value),
+    st.one_of(st.just(""), service_url),
     st.sampled_from(["", ' xmlns="urn:schemas-upnp-org:device-1-0"', ' xmlns:u="urn:x"']),
     st.booleans(),
 )
-def test_description_structured(device: str, url_base: str, attrs: str, allow_foreign: bool) -> None:
+def test_description_structured(
+    device: str, url_base: str, attrs: str, allow_foreign: bool
+) -> None:
     base = f"<URLBase>{escape(url_base)}</URLBase>" if url_base else ""
     data = f'<?xml version="1.0"?><root{attrs}>{base}{device}</root>'.encode()
     _check_description(data, allow_foreign)
@@ -334,15 +502,29 @@ def test_response_any_bytes(status: int, body: bytes, service_type: str, action:
     st.sampled_from(SERVICE_TYPES),
     st.sampled_from(ACTIONS),
 )
-def test_response_mutated_captures(status: int, body: bytes, service_type: str, action: str) -> None:
+def test_response_mutated_captures(
+    status: int, body: bytes, service_type: str, action: str
+) -> None:
     _check_response(status, body, service_type, action)
 
 
 OUT_ARGS = [
-    "NewExternalIPAddress", "NewRemoteHost", "NewExternalPort", "NewProtocol", "NewInternalPort",
-    "NewInternalClient", "NewEnabled", "NewPortMappingDescription", "NewLeaseDuration",
-    "NewPortListing", "NewConnectionStatus", "NewUptime", "NewRSIPAvailable", "NewNATEnabled",
-    "NewConnectionType", "NewPossibleConnectionTypes",
+    "NewExternalIPAddress",
+    "NewRemoteHost",
+    "NewExternalPort",
+    "NewProtocol",
+    "NewInternalPort",
+    "NewInternalClient",
+    "NewEnabled",
+    "NewPortMappingDescription",
+    "NewLeaseDuration",
+    "NewPortListing",
+    "NewConnectionStatus",
+    "NewUptime",
+    "NewRSIPAvailable",
+    "NewNATEnabled",
+    "NewConnectionType",
+    "NewPossibleConnectionTypes",
 ]
 
 
@@ -375,7 +557,9 @@ def test_response_structured(
         )
     else:
         values = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in args)
-        inner = f'<u:{action}Response xmlns:u="{service_type or "urn:x"}">{values}</u:{action}Response>'
+        inner = (
+            f'<u:{action}Response xmlns:u="{service_type or "urn:x"}">{values}</u:{action}Response>'
+        )
     body = (
         '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
         f"<s:Body>{inner}</s:Body></s:Envelope>"
@@ -384,7 +568,7 @@ def test_response_structured(
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(OUT_ARGS), field_value, max_size=10))
+@given(st.dictionaries(st.sampled_from(OUT_ARGS), field_value | numeral, max_size=10))
 def test_decoders_on_arbitrary_out_arguments(out: dict[str, str]) -> None:
     _check_decoders(out)
 
@@ -416,8 +600,14 @@ def test_listing_mutated_captures(data: bytes) -> None:
 
 
 LISTING_FIELDS = [
-    "NewRemoteHost", "NewExternalPort", "NewProtocol", "NewInternalPort", "NewInternalClient",
-    "NewEnabled", "NewDescription", "NewLeaseTime",
+    "NewRemoteHost",
+    "NewExternalPort",
+    "NewProtocol",
+    "NewInternalPort",
+    "NewInternalClient",
+    "NewEnabled",
+    "NewDescription",
+    "NewLeaseTime",
 ]
 
 
@@ -464,9 +654,12 @@ def test_request_values_round_trip(value: str) -> None:
     # "\r" is left out: XML parsers turn a literal CR into LF (end-of-line handling).
     _, body = build_request(WANIP1, "AddPortMapping", [("NewPortMappingDescription", value)])
     assert parse_response(
-        200, body.replace(b"<u:AddPortMapping ", b"<u:AddPortMappingResponse ").replace(
+        200,
+        body.replace(b"<u:AddPortMapping ", b"<u:AddPortMappingResponse ").replace(
             b"</u:AddPortMapping>", b"</u:AddPortMappingResponse>"
-        ), WANIP1, "AddPortMapping"
+        ),
+        WANIP1,
+        "AddPortMapping",
     ) == {"NewPortMappingDescription": value.strip()}
 
 
@@ -483,19 +676,27 @@ def test_request_values_are_escaped_or_refused(value: str) -> None:
 # -- /proc/net/route -----------------------------------------------------------------------------
 
 
+def _hex_field(*interesting: str) -> st.SearchStrategy[str]:
+    return st.sampled_from(interesting) | st.text("0123456789abcdefABCDEFxX-+_ ", max_size=10)
+
+
+#: One /proc/net/route row, each column around the values that matter.
+route_row = st.builds(
+    lambda *cols: "\t".join(cols),
+    st.sampled_from(["eth0", "wlan0", "", "\x00"]),
+    _hex_field("00000000", "0000A8C0", "-0"),
+    _hex_field("0101A8C0", "00000000", "1FFFFFFFF", "-1", "FFFFFFFF", "0x1"),
+    _hex_field("0003", "0001", "0002", "0007", "FFFF"),
+    st.just("0"),
+    st.just("0"),
+    st.sampled_from(["0", "100", "x"]),
+    _hex_field("00000000", "00FFFFFF", "-0"),
+    st.just("0\t0\t0"),
+) | st.text(max_size=40)
+
+
 @FUZZ
-@given(
-    st.lists(
-        st.lists(
-            st.one_of(
-                st.text(max_size=12),
-                st.sampled_from(["00000000", "0101A8C0", "0003", "0002", "FFFFFFFF", "1FFFFFFFF", "-1"]),
-            ),
-            max_size=12,
-        ).map("\t".join),
-        max_size=8,
-    ).map("\n".join)
-)
+@given(st.lists(route_row, max_size=8).map("\n".join))
 def test_proc_net_route_any_text(text: str) -> None:
     gateways = parse_proc_net_route(text)
     assert all(_is_ipv4(g) and g != "0.0.0.0" for g in gateways)

@@ -109,11 +109,21 @@ GOOD = _row("eth0", "00000000", "0101A8C0", "0003", "0", "00000000")
         pytest.param("eth0\t00000000\t0101A8C0", id="too-few-fields"),
         pytest.param("garbage", id="one-word"),
         pytest.param("", id="blank"),
-        pytest.param(_row("eth0", "zzzzzzzz", "0101A8C0", "0003", "0", "00000000"), id="dest-not-hex"),
-        pytest.param(_row("eth0", "00000000", "GATEWAY!", "0003", "0", "00000000"), id="gw-not-hex"),
-        pytest.param(_row("eth0", "00000000", "0101A8C0", "0x0g", "0", "00000000"), id="flags-not-hex"),
-        pytest.param(_row("eth0", "00000000", "0101A8C0", "0003", "0", "--------"), id="mask-not-hex"),
-        pytest.param(_row("eth0", "00000000", "1FFFFFFFF", "0003", "0", "00000000"), id="gw-over-32-bits"),
+        pytest.param(
+            _row("eth0", "zzzzzzzz", "0101A8C0", "0003", "0", "00000000"), id="dest-not-hex"
+        ),
+        pytest.param(
+            _row("eth0", "00000000", "GATEWAY!", "0003", "0", "00000000"), id="gw-not-hex"
+        ),
+        pytest.param(
+            _row("eth0", "00000000", "0101A8C0", "0x0g", "0", "00000000"), id="flags-not-hex"
+        ),
+        pytest.param(
+            _row("eth0", "00000000", "0101A8C0", "0003", "0", "--------"), id="mask-not-hex"
+        ),
+        pytest.param(
+            _row("eth0", "00000000", "1FFFFFFFF", "0003", "0", "00000000"), id="gw-over-32-bits"
+        ),
         pytest.param(_row("eth0", "00000000", "-1", "0003", "0", "00000000"), id="gw-negative"),
         pytest.param(_row("eth0", "00000000", "-0101A8C0", "0003", "0", "00000000"), id="gw-minus"),
         pytest.param("\x00\x01\x02 \t\t\t\t\t\t\t\t", id="binary"),

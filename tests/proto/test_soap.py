@@ -43,8 +43,7 @@ def test_build_get_external_ip_address_exact() -> None:
     assert body == (
         ENVELOPE_OPEN
         + b'<u:GetExternalIPAddress xmlns:u="urn:schemas-upnp-org:service:WANIPConnection:1">'
-        b"</u:GetExternalIPAddress>"
-        + ENVELOPE_CLOSE
+        b"</u:GetExternalIPAddress>" + ENVELOPE_CLOSE
     )
 
 
@@ -54,7 +53,7 @@ def test_build_add_port_mapping_exact() -> None:
         protocol="TCP",  # type: ignore[arg-type]
         internal_port=1872,
         internal_client="192.168.1.4",
-        description='a<b>&c"d\' \u00e9',
+        description="a<b>&c\"d' \u00e9",
         lease=60,
     )
     headers, body = build_request(PPP1, "AddPortMapping", args)
@@ -73,8 +72,7 @@ def test_build_add_port_mapping_exact() -> None:
         b"<NewEnabled>1</NewEnabled>"
         b"<NewPortMappingDescription>a&lt;b&gt;&amp;c\"d' \xc3\xa9</NewPortMappingDescription>"
         b"<NewLeaseDuration>60</NewLeaseDuration>"
-        b"</u:AddPortMapping>"
-        + ENVELOPE_CLOSE
+        b"</u:AddPortMapping>" + ENVELOPE_CLOSE
     )
 
 
@@ -129,7 +127,9 @@ def test_build_request_refuses_characters_xml_cannot_carry(value: str) -> None:
         build_request(WANIP1, "AddPortMapping", [("NewPortMappingDescription", value)])
 
 
-@pytest.mark.parametrize("value", ["tab\there", "new\nline", "", " spaced ", "\u00e9\u4e2d\U0001f600"])
+@pytest.mark.parametrize(
+    "value", ["tab\there", "new\nline", "", " spaced ", "\u00e9\u4e2d\U0001f600"]
+)
 def test_build_request_accepts_xml_legal_text(value: str) -> None:
     _, body = build_request(WANIP1, "AddPortMapping", [("NewPortMappingDescription", value)])
     assert value.encode() in body
@@ -189,7 +189,11 @@ def test_build_request_accepts_xml_legal_text(value: str) -> None:
             id="miniupnpd-external-ip",
         ),
         pytest.param(
-            MINI / "AddPortMapping_200.xml", WANIP2, "AddPortMapping", {}, id="miniupnpd-add-self-closing"
+            MINI / "AddPortMapping_200.xml",
+            WANIP2,
+            "AddPortMapping",
+            {},
+            id="miniupnpd-add-self-closing",
         ),
         pytest.param(
             MINI / "GetStatusInfo_200.xml",
@@ -204,7 +208,9 @@ def test_build_request_accepts_xml_legal_text(value: str) -> None:
         ),
     ],
 )
-def test_parse_real_replies(path: Path, service_type: str, action: str, out: dict[str, str]) -> None:
+def test_parse_real_replies(
+    path: Path, service_type: str, action: str, out: dict[str, str]
+) -> None:
     assert parse_response(200, path.read_bytes(), service_type, action) == out
 
 
@@ -286,7 +292,7 @@ def fault_body(
     p = f"{prefix}:" if prefix else ""
     ns = f' xmlns:{prefix}="http://schemas.xmlsoap.org/soap/envelope/"' if prefix else ""
     inner = (
-        "<detail><UPnPError xmlns=\"urn:schemas-upnp-org:control-1-0\">"
+        '<detail><UPnPError xmlns="urn:schemas-upnp-org:control-1-0">'
         f"<errorCode>{code}</errorCode><errorDescription>{description}</errorDescription>"
         "</UPnPError></detail>"
         if detail
@@ -330,7 +336,9 @@ def test_every_fault_code_maps_per_service(
         pytest.param(fault_body(""), 0, "unparsable errorCode ''", id="code-empty"),
         pytest.param(fault_body("-718"), 0, "unparsable errorCode '-718'", id="code-negative"),
         pytest.param(fault_body("71800"), 0, "unparsable errorCode '71800'", id="code-5-digits"),
-        pytest.param(fault_body("\u00b2"), 0, "unparsable errorCode '\u00b2'", id="code-superscript"),
+        pytest.param(
+            fault_body("\u00b2"), 0, "unparsable errorCode '\u00b2'", id="code-superscript"
+        ),
         pytest.param(
             fault_body("\u0667\u0661\u0668"),
             0,
@@ -338,7 +346,10 @@ def test_every_fault_code_maps_per_service(
             id="code-arabic-indic",
         ),
         pytest.param(
-            fault_body("718", detail=False, faultstring="Server busy"), 0, "Server busy", id="no-detail"
+            fault_body("718", detail=False, faultstring="Server busy"),
+            0,
+            "Server busy",
+            id="no-detail",
         ),
         pytest.param(
             fault_body("718", detail=False, faultstring=""),

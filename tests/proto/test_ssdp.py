@@ -198,7 +198,12 @@ def _answer(
             id="junk-lines-tolerated",
         ),
         pytest.param(
-            _answer(f"LOCATION: {LOC}", f"ST: {IGD1}", "SERVER: Routeur \xe9t\xe9/1.0", encoding="latin-1"),
+            _answer(
+                f"LOCATION: {LOC}",
+                f"ST: {IGD1}",
+                "SERVER: Routeur \xe9t\xe9/1.0",
+                encoding="latin-1",
+            ),
             {"server": "Routeur \xe9t\xe9/1.0"},
             id="latin-1-server",
         ),
@@ -288,22 +293,32 @@ def _notify(nts: str, *extra: str) -> bytes:
     [
         pytest.param(
             _notify("ssdp:alive", f"LOCATION: {LOC}", "CACHE-CONTROL: max-age=1800"),
-            SearchResponse(LOC, IGD1, "uuid:1::" + IGD1, "", 1800, None, "10.0.0.1", True, "ssdp:alive"),
+            SearchResponse(
+                LOC, IGD1, "uuid:1::" + IGD1, "", 1800, None, "10.0.0.1", True, "ssdp:alive"
+            ),
             id="alive",
         ),
         pytest.param(
             _notify("ssdp:byebye", "BOOTID.UPNP.ORG: 3"),
-            SearchResponse("-", IGD1, "uuid:1::" + IGD1, "", None, 3, "10.0.0.1", True, "ssdp:byebye"),
+            SearchResponse(
+                "-", IGD1, "uuid:1::" + IGD1, "", None, 3, "10.0.0.1", True, "ssdp:byebye"
+            ),
             id="byebye-without-location",
         ),
         pytest.param(
             _notify("ssdp:byebye", f"LOCATION: {LOC}"),
-            SearchResponse(LOC, IGD1, "uuid:1::" + IGD1, "", None, None, "10.0.0.1", True, "ssdp:byebye"),
+            SearchResponse(
+                LOC, IGD1, "uuid:1::" + IGD1, "", None, None, "10.0.0.1", True, "ssdp:byebye"
+            ),
             id="byebye-with-location",
         ),
         pytest.param(
-            _notify("ssdp:update", f"LOCATION: {LOC}", "BOOTID.UPNP.ORG: 4", "NEXTBOOTID.UPNP.ORG: 5"),
-            SearchResponse(LOC, IGD1, "uuid:1::" + IGD1, "", None, 4, "10.0.0.1", True, "ssdp:update"),
+            _notify(
+                "ssdp:update", f"LOCATION: {LOC}", "BOOTID.UPNP.ORG: 4", "NEXTBOOTID.UPNP.ORG: 5"
+            ),
+            SearchResponse(
+                LOC, IGD1, "uuid:1::" + IGD1, "", None, 4, "10.0.0.1", True, "ssdp:update"
+            ),
             id="update",
         ),
     ],
@@ -336,11 +351,17 @@ def test_other_control_points_search_is_ignored(data: bytes) -> None:
         pytest.param(b"\x00\x01\x02\xff", id="binary"),
         pytest.param(b"hello world", id="text"),
         pytest.param(b"\r\n\r\n", id="blank"),
-        pytest.param(_answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="HTTP/1.1 404 Not Found"), id="404"),
-        pytest.param(_answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="HTTP/1.1 200OK"), id="200OK"),
+        pytest.param(
+            _answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="HTTP/1.1 404 Not Found"), id="404"
+        ),
+        pytest.param(
+            _answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="HTTP/1.1 200OK"), id="200OK"
+        ),
         pytest.param(_answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="HTTP/2 200 OK"), id="http2"),
         pytest.param(_answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="GET / HTTP/1.1"), id="get"),
-        pytest.param(_answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="SSDP/1.1 200 OK"), id="ssdp"),
+        pytest.param(
+            _answer(f"LOCATION: {LOC}", f"ST: {IGD1}", start="SSDP/1.1 200 OK"), id="ssdp"
+        ),
         pytest.param(_answer(f"ST: {IGD1}", "USN: uuid:1"), id="no-location"),
         pytest.param(_answer("LOCATION:", f"ST: {IGD1}"), id="empty-location"),
         pytest.param(_answer(f"LOCATION: {LOC}", "USN: uuid:1"), id="no-st"),

@@ -16,7 +16,10 @@ BRCM_CTL = "/uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
     ("relative", "location", "url_base", "expected"),
     [
         pytest.param(
-            "http://192.168.1.1:5000/ctl/IPConn", LOC, "", "http://192.168.1.1:5000/ctl/IPConn",
+            "http://192.168.1.1:5000/ctl/IPConn",
+            LOC,
+            "",
+            "http://192.168.1.1:5000/ctl/IPConn",
             id="absolute",
         ),
         pytest.param(
@@ -26,8 +29,12 @@ BRCM_CTL = "/uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
             "http://192.168.1.1:5000/ctl/IPConn",
             id="absolute-ignores-urlbase",
         ),
-        pytest.param("/ctl/IPConn", LOC, "", "http://192.168.1.1:5000/ctl/IPConn", id="leading-slash"),
-        pytest.param("ctl/IPConn", LOC, "", "http://192.168.1.1:5000/ctl/IPConn", id="no-slash-at-root"),
+        pytest.param(
+            "/ctl/IPConn", LOC, "", "http://192.168.1.1:5000/ctl/IPConn", id="leading-slash"
+        ),
+        pytest.param(
+            "ctl/IPConn", LOC, "", "http://192.168.1.1:5000/ctl/IPConn", id="no-slash-at-root"
+        ),
         pytest.param(
             "upnp/control/WANIPConn1",
             "http://192.168.1.1:49152/7a57/gatedesc.xml",
@@ -44,7 +51,10 @@ BRCM_CTL = "/uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
         ),
         pytest.param("../ctl", "http://gw/a/b/desc.xml", "", "http://gw/a/ctl", id="dot-dot"),
         pytest.param(
-            "/ctl/IPConn", LOC, "http://192.168.1.1:49152/", "http://192.168.1.1:49152/ctl/IPConn",
+            "/ctl/IPConn",
+            LOC,
+            "http://192.168.1.1:49152/",
+            "http://192.168.1.1:49152/ctl/IPConn",
             id="urlbase",
         ),
         pytest.param(
@@ -64,7 +74,11 @@ BRCM_CTL = "/uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
         pytest.param("/ctl", LOC, "   ", "http://192.168.1.1:5000/ctl", id="blank-urlbase"),
         pytest.param(BRCM_CTL, BRCM_LOC, "", "http://192.168.1.1:5431" + BRCM_CTL, id="broadcom"),
         pytest.param(
-            "/ctl?x=1#frag", LOC, "", "http://192.168.1.1:5000/ctl?x=1#frag", id="query",
+            "/ctl?x=1#frag",
+            LOC,
+            "",
+            "http://192.168.1.1:5000/ctl?x=1#frag",
+            id="query",
         ),
         pytest.param(
             "/ctl/IPConn",
@@ -74,14 +88,19 @@ BRCM_CTL = "/uuid:b90ebdfa-439c-4411-9c20-79a88e224a26/WANPPPConnection:1"
             id="ipv6-link-local-zone-kept",
         ),
         pytest.param(
-            "//evil.example/ctl", LOC, "", "http://evil.example/ctl", id="scheme-relative-leaves",
+            "//evil.example/ctl",
+            LOC,
+            "",
+            "http://evil.example/ctl",
+            id="scheme-relative-leaves",
         ),
         pytest.param(
-            # A bare "uuid:..." is an absolute URI with scheme "uuid" (RFC 3986); check_url refuses it.
+            # A bare "uuid:..." would be an absolute URI with scheme "uuid" (RFC 3986);
+            # like miniupnpc, aioigd reads it as a path on the gateway's root.
             BRCM_CTL.lstrip("/"),
             BRCM_LOC,
             "",
-            BRCM_CTL.lstrip("/"),
+            "http://192.168.1.1:5431" + BRCM_CTL,
             id="uuid-scheme-trap",
         ),
     ],

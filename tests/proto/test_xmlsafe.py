@@ -120,9 +120,26 @@ def test_invalid_xml_is_a_protocol_error(data: bytes) -> None:
 @pytest.mark.parametrize(
     "encoding",
     [
-        "utf-16", "utf-32", "utf-7", "base64", "rot13", "hex", "zlib", "bz2", "uu", "quopri",
-        "idna", "punycode", "undefined", "mbcs", "shift_jis", "cp037", "unicode_escape",
-        "raw_unicode_escape", "string_escape", "palmos",
+        "utf-16",
+        "utf-32",
+        "utf-7",
+        "base64",
+        "rot13",
+        "hex",
+        "zlib",
+        "bz2",
+        "uu",
+        "quopri",
+        "idna",
+        "punycode",
+        "undefined",
+        "mbcs",
+        "shift_jis",
+        "cp037",
+        "unicode_escape",
+        "raw_unicode_escape",
+        "string_escape",
+        "palmos",
     ],
 )
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # unicode_escape's own warning
@@ -143,7 +160,9 @@ def test_odd_declared_encodings_never_escape_as_other_errors(encoding: str) -> N
         pytest.param(b"\xef\xbb\xbf<a>x</a>", "x", id="utf-8-bom"),
         pytest.param("<a>\u00e9t\u00e9</a>".encode("utf-16"), "\u00e9t\u00e9", id="utf-16-bom"),
         pytest.param(
-            b"\xfe\xff" + "<a>\u00e9t\u00e9</a>".encode("utf-16-be"), "\u00e9t\u00e9", id="utf-16-be-bom"
+            b"\xfe\xff" + "<a>\u00e9t\u00e9</a>".encode("utf-16-be"),
+            "\u00e9t\u00e9",
+            id="utf-16-be-bom",
         ),
         pytest.param(
             '<?xml version="1.0" encoding="UTF-16"?><a>\u00e9</a>'.encode("utf-16-le"),
@@ -151,7 +170,9 @@ def test_odd_declared_encodings_never_escape_as_other_errors(encoding: str) -> N
             id="utf-16-le-declared-no-bom",
         ),
         pytest.param(
-            b"<?xml version='1.0' encoding='ISO-8859-1'?><a>caf\xe9</a>", "caf\u00e9", id="latin-1",
+            b"<?xml version='1.0' encoding='ISO-8859-1'?><a>caf\xe9</a>",
+            "caf\u00e9",
+            id="latin-1",
         ),
         pytest.param(b"<a>&lt;&amp;&gt;&quot;&apos;&#65;&#x42;</a>", "<&>\"'AB", id="predefined"),
         pytest.param(b"<a><![CDATA[<b>&amp;</b>]]></a>", "<b>&amp;</b>", id="cdata"),
@@ -191,8 +212,7 @@ def test_local_name(tag: str, name: str) -> None:
 
 def test_child_and_child_text_ignore_namespaces() -> None:
     root = parse_xml(
-        b'<r xmlns="urn:a" xmlns:p="urn:p"><!-- c --><p:x> one </p:x><x>two</x><y/>'
-        b"<z>\n\t</z></r>",
+        b'<r xmlns="urn:a" xmlns:p="urn:p"><!-- c --><p:x> one </p:x><x>two</x><y/><z>\n\t</z></r>',
         limit=LIMIT,
     )
     first = child(root, "x")
