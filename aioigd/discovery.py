@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -311,11 +312,37 @@ async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
                     protocol.transport.sendto(data, sockaddr)
 
 
+def _needs_confirmation(answer: SearchResponse, host: str) -> bool:
+    # IPv6 routers answer ff02::c from their link-local address but announce their
+    # global/ULA LOCATION (miniupnpd does): ask that address directly, and accept it
+    # only if it answers for itself.
+    try:
+        sender = ipaddress.IPv6Address(answer.sender.split("%", 1)[0])
+        return sender.is_link_local and ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+async def _confirm(
+    host: str, st: str, queue: asyncio.Queue[SearchResponse]
+) -> asyncio.BaseTransport:
+    """Send one unicast M-SEARCH to ``host`` (answers land in ``queue``)."""
+    check_destination(host, "SSDP search")
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: SsdpProtocol(queue), sock=_udp_socket(socket.AF_INET6)
+    )
+    data = build_msearch(st, host=_host_header(host, SSDP_PORT), mx=1)
+    transport.sendto(data, _sockaddr(host, SSDP_PORT))
+    return transport
+
+
 async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchResponse]:
     """Yield SSDP answers as they arrive until ``options.timeout``.
 
     Answers whose LOCATION host is not their sender are dropped (recorded in
-    ``options.refused``) unless ``allow_foreign_location`` is set.
+    ``options.refused``) unless ``allow_foreign_location`` is set; an IPv6
+    link-local responder's global LOCATION is confirmed by asking it directly.
     """
     options = options or SearchOptions()
     if not options.multicast and not options.unicast and not options.default_gateways:
@@ -323,6 +350,8 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
     queue: asyncio.Queue[SearchResponse] = asyncio.Queue(MAX_ANSWERS)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
+    confirming: set[str] = set()
+    confirmers: list[asyncio.BaseTransport] = []
     async with _endpoints(options, queue) as endpoints:
         if not endpoints:
             return
@@ -338,6 +367,10 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
                     return
                 host = url_host(answer.location)
                 if not options.allow_foreign_location and not same_host(host, answer.sender):
+                    if _needs_confirmation(answer, host) and host not in confirming:
+                        confirming.add(host)
+                        confirmers.append(await _confirm(host, answer.st, queue))
+                        continue
                     if len(options.refused) < 16:
                         options.refused.append(
                             f"{answer.sender} announced LOCATION on another host ({host})"
@@ -348,6 +381,8 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+            for transport in confirmers:
+                transport.close()
 
 
 async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:

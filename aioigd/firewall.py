@@ -24,6 +24,7 @@ from .errors import (
     IGDConnectionError,
     IGDError,
     IGDTimeoutError,
+    InvalidArgs,
     NoSuchPinhole,
     NoTrafficReceived,
 )
@@ -250,7 +251,8 @@ class FirewallControl:
         try:
             await self.update_pinhole(pinhole.unique_id, pinhole.lease)
             return pinhole
-        except NoSuchPinhole:
+        except (NoSuchPinhole, InvalidArgs):
+            # miniupnpd 2.3.1 answers 402, not 704, for a UniqueID it no longer has.
             unique_id = await self.add_pinhole(
                 pinhole.internal_port,
                 pinhole.protocol,
@@ -291,8 +293,8 @@ class FirewallControl:
         try:
             async with asyncio.timeout(timeout):
                 await self.delete_pinhole(unique_id)
-        except NoSuchPinhole:
-            pass
+        except (NoSuchPinhole, InvalidArgs):
+            pass  # gone already (miniupnpd 2.3.1 says 402 for an unknown UniqueID)
         except TimeoutError:
             raise IGDTimeoutError(f"deleting pinhole {unique_id} timed out") from None
 

@@ -496,12 +496,13 @@ class Lab:
             )
         return proc
 
-    def popen(self, ns: str, *args: str) -> subprocess.Popen[str]:
-        """Start ``args`` inside ``ns`` with piped stdout; it is killed at teardown."""
+    def popen(self, ns: str, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+        """Start ``args`` inside ``ns`` with piped stdout (and stdin if asked); it is
+        killed at teardown."""
         # `ip netns exec` execs the command, so the Popen pid is the command's own pid.
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
