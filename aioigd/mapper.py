@@ -225,11 +225,21 @@ class PortMapper:
         wanted = external_port or internal_port
 
         async with self._lock:
-            ext_ip, table = await asyncio.gather(self._external_ip(), self.table())
-            port, granted_lease, permanent_only = await self._add(
-                table, proto, wanted, internal_port, client_ip, description, lease, strict
-            )
-            entry = await self._verify(proto, port, internal_port, client_ip)
+            # The external address is only reported, so it is fetched alongside the
+            # table, add and verify rather than before them: one round trip less.
+            ext_task = asyncio.ensure_future(self._external_ip())
+            try:
+                table = await self.table()
+                port, granted_lease, permanent_only = await self._add(
+                    table, proto, wanted, internal_port, client_ip, description, lease, strict
+                )
+                entry = await self._verify(proto, port, internal_port, client_ip)
+                ext_ip = await ext_task
+            finally:
+                if not ext_task.done():
+                    ext_task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await ext_task
             try:
                 # Only once the new mapping works: a failed map must not cost a working one.
                 await self._remove_stale(table, proto, internal_port, client_ip, description, port)

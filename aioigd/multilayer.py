@@ -30,13 +30,16 @@ from .gateway import Gateway
 from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE
 from .models import Mapping, Protocol, is_global_address
 from .proto.ssdp import SSDP_PORT
-from .traceroute import DEFAULT_PROBE_TARGET, Hop, trace
+from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
 
 __all__ = ["MultiLayerMapper", "LayeredMapping", "MAX_LAYERS"]
 
 log = logging.getLogger("aioigd")
 
 MAX_LAYERS = 4
+
+#: A traced hop's address and the IGD found there (None where nothing answered).
+_Probe = tuple[str | None, Gateway | None]
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class MultiLayerMapper:
         self.http_timeout = http_timeout
         self.result: LayeredMapping | None = None
         self._state = _State()
-        self._hops: asyncio.Task[list[Hop]] | None = None
+        self._probes: list[asyncio.Task[_Probe]] | None = None
 
     # -- finding gateways ------------------------------------------------------
     def _hint(self, layer: int) -> str | None:
@@ -166,6 +169,23 @@ class MultiLayerMapper:
             return await self._from_hint(hint)
         return await discover(self.search or SearchOptions(http_timeout=self.http_timeout))
 
+    def _start_probes(self, target: str) -> list[asyncio.Task[_Probe]]:
+        """One task per TTL: find that hop, then ask it for an IGD — all at once, and
+        each hop's SSDP search starts as soon as that hop answers."""
+        check_target(target)
+        return [
+            asyncio.create_task(self._probe(target, ttl)) for ttl in range(1, self.max_layers + 2)
+        ]
+
+    async def _probe(self, target: str, ttl: int) -> _Probe:
+        hop = await probe_hop(target, ttl)
+        if hop is None or hop.reached_target:
+            return None, None
+        try:
+            return hop.address, await self._from_hint(f"{hop.address}:{SSDP_PORT}")
+        except IGDError:
+            return hop.address, None
+
     async def _next_gateway(self, layer: int) -> Gateway:
         """Find layer ``layer``'s IGD: the caller's hint, else the nearest answering hop."""
         hint = self._hint(layer)
@@ -173,35 +193,34 @@ class MultiLayerMapper:
             return await self._from_hint(hint)
         if self.probe_target is None:
             raise IGDError(f"no gateway given for layer {layer} and tracing is off")
-        if self._hops is None:
-            self._hops = asyncio.create_task(trace(self.probe_target, max_hops=self.max_layers + 1))
-        hops = await self._hops
-        used = {gw.host for gw in self._state.gateways}
-        candidates = [h.address for h in hops if h.address not in used and not h.reached_target]
-        if not candidates:
+        if self._probes is None:
+            self._probes = self._start_probes(self.probe_target)
+        tried: list[str] = []
+        # Nearest hop first: a farther IGD must not be mistaken for this layer's.
+        for task in list(self._probes):
+            host, gw = await task
+            if host is None:
+                continue
+            if gw is None or any(
+                g.host == host or (gw.udn and g.udn == gw.udn) for g in self._state.gateways
+            ):
+                tried.append(host)
+                continue
+            self._probes.remove(task)  # it is ours now; the rest are closed after map()
+            return gw
+        if not tried:
             raise IGDError(f"traceroute towards {self.probe_target} found no further router")
-        tasks = [asyncio.create_task(self._from_hint(f"{c}:{SSDP_PORT}")) for c in candidates]
-        chosen: Gateway | None = None
-        try:
-            # Nearest hop first: a farther IGD must not be mistaken for this layer's.
-            for task in tasks:
-                try:
-                    gw = await task
-                except IGDError:
-                    continue
-                if gw.udn and any(g.udn == gw.udn for g in self._state.gateways):
-                    continue
-                chosen = gw
-                return gw
-            raise IGDError(f"no IGD answered at {', '.join(candidates)}")
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    other = await task
-                    if other is not chosen:
-                        await other.close()
+        raise IGDError(f"no further IGD answered (hops tried: {', '.join(tried)})")
+
+    async def _close_probes(self) -> None:
+        probes, self._probes = self._probes or [], None
+        for task in probes:
+            task.cancel()
+        for task in probes:
+            with contextlib.suppress(BaseException):
+                _, gw = await task
+                if gw is not None:
+                    await gw.close()
 
     # -- mapping ---------------------------------------------------------------
     def _keep_climbing(self, layer: int, mapping: Mapping) -> bool:
@@ -221,9 +240,12 @@ class MultiLayerMapper:
             raise RuntimeError("already mapped; release() first")
         state = self._state
         target = self.probe_target
-        if target is not None and any(self._hint(k) is None for k in range(2, self.max_layers + 1)):
-            # Trace while layer 1 maps: the hops are ready when layer 2 needs them.
-            self._hops = asyncio.create_task(trace(target, max_hops=self.max_layers + 1))
+        unhinted = any(self._hint(k) is None for k in range(2, self.max_layers + 1))
+        if target is not None and unhinted and isinstance(self.layers, int):
+            # Climbing is certain: trace and probe every hop while layer 1 maps, so the
+            # upper gateways are ready by the time each layer needs them. ("auto" waits
+            # for layer 1's address: a host behind one router sends no probes at all.)
+            self._probes = self._start_probes(target)
         try:
             gw = await self._first_gateway()
             state.gateways.append(gw)
@@ -264,10 +286,7 @@ class MultiLayerMapper:
             await self.release()
             raise
         finally:
-            if self._hops is not None and not self._hops.done():
-                self._hops.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._hops
+            await self._close_probes()
 
     def _partial(self, layer: int, reason: str) -> LayeredMapping:
         log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)

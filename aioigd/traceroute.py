@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_PROBE_TARGET",
     "Hop",
     "trace",
+    "probe_hop",
+    "check_target",
     "parse_extended_error",
     "ICMPReport",
 ]
@@ -83,13 +85,22 @@ def _read_report(sock: socket.socket) -> ICMPReport | None:
     return None
 
 
-async def _probe(target: str, ttl: int, deadline: float) -> Hop | None:
+def check_target(target: str) -> None:
+    """Raise ``ValueError`` unless ``target`` is an IPv4 literal; apply loopback-only mode."""
+    try:
+        socket.inet_aton(target)
+    except OSError:
+        raise ValueError(f"probe target must be an IPv4 address, not {target!r}") from None
+    check_destination(target, "traceroute")
+
+
+async def _probe_once(target: str, ttl: int, port: int, wait: float) -> ICMPReport | None:
     loop = asyncio.get_running_loop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
-        sock.connect((target, _BASE_PORT + ttl))
+        sock.connect((target, port))
         with contextlib.suppress(OSError):
             sock.send(b"aioigd-probe")
         got: asyncio.Future[ICMPReport] = loop.create_future()
@@ -102,41 +113,48 @@ async def _probe(target: str, ttl: int, deadline: float) -> Hop | None:
         # epoll reports a pending error-queue entry as readable (EPOLLERR).
         loop.add_reader(sock.fileno(), on_event)
         try:
-            async with asyncio.timeout_at(deadline):
-                report = await got
+            async with asyncio.timeout(wait):
+                return await got
         except TimeoutError:
             return None
         finally:
             loop.remove_reader(sock.fileno())
-    if report.origin != _SO_EE_ORIGIN_ICMP or report.offender is None:
-        return None
-    if report.icmp_type == _ICMP_TIME_EXCEEDED:
-        return Hop(ttl, report.offender)
-    if report.icmp_type == _ICMP_DEST_UNREACH:
-        return Hop(ttl, report.offender, reached_target=report.offender == target)
+
+
+async def probe_hop(target: str, ttl: int, timeout: float = 1.5, attempts: int = 3) -> Hop | None:
+    """The router at ``ttl`` hops towards ``target`` (or the target itself), or None."""
+    # Routers rate-limit ICMP time-exceeded (Linux: icmp_ratelimit), so a lost
+    # answer is retried: missing a hop would make the mapper skip a NAT layer.
+    for attempt in range(attempts):
+        port = _BASE_PORT + ttl + 32 * attempt
+        report = await _probe_once(target, ttl, port, timeout / attempts)
+        if report is None or report.origin != _SO_EE_ORIGIN_ICMP or report.offender is None:
+            continue
+        if report.icmp_type == _ICMP_TIME_EXCEEDED:
+            return Hop(ttl, report.offender)
+        if report.icmp_type == _ICMP_DEST_UNREACH:
+            return Hop(ttl, report.offender, reached_target=report.offender == target)
     return None
 
 
 async def trace(
-    target: str = DEFAULT_PROBE_TARGET, *, max_hops: int = 4, timeout: float = 1.0
+    target: str = DEFAULT_PROBE_TARGET,
+    *,
+    max_hops: int = 4,
+    timeout: float = 1.5,
+    attempts: int = 3,
 ) -> list[Hop]:
-    """Probe TTL 1..``max_hops`` towards ``target`` concurrently.
+    """Probe TTL 1..``max_hops`` towards ``target`` concurrently (``attempts`` tries each).
 
     Returns the hops that answered, by TTL, up to the target if it answered.
     Never raises for an unreachable target: an empty list means no router spoke.
     """
     if not 1 <= max_hops <= 32:
         raise ValueError("max_hops must be in 1..32")
+    check_target(target)
+    probes = (probe_hop(target, t, timeout, max(attempts, 1)) for t in range(1, max_hops + 1))
     try:
-        socket.inet_aton(target)
-    except OSError:
-        raise ValueError(f"probe target must be an IPv4 address, not {target!r}") from None
-    check_destination(target, "traceroute")
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        results = await asyncio.gather(
-            *(_probe(target, t, deadline) for t in range(1, max_hops + 1))
-        )
+        results = await asyncio.gather(*probes)
     except OSError:
         return []  # no route at all
     hops: list[Hop] = []
