@@ -4,7 +4,8 @@ Run inside the lab's client namespace (``benchmarks/run.py`` does). Subcommands:
 
 - ``msearch``: unicast (and multicast) M-SEARCH to the router, time to the first answer.
 - ``desc``: GET the root description over a fresh TCP connection.
-- ``soap``: one GetExternalIPAddress POST over a fresh TCP connection.
+- ``soap``: one GetExternalIPAddress POST over a fresh TCP connection (blocking socket, and
+  asyncio streams: the best an asyncio client can do).
 - ``mapdel``: AddPortMapping + GetSpecificPortMappingEntry, then DeletePortMapping.
 - ``bulk``: N adds then N deletes, sequentially.
 - ``prefill`` / ``wipe``: fill the router's table with N mappings / empty it (one
@@ -17,6 +18,7 @@ Also imported by ``coldrun.py`` for its cleanup deletes.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import socket
 import sys
@@ -64,8 +66,8 @@ class Soap:
         req = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nConnection: close\r\n\r\n"
         return self._exchange(req.encode())
 
-    def call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
-        """POST one action; returns its out arguments, raises RuntimeError on a fault."""
+    def request(self, action: str, args: list[tuple[str, str]] | None = None) -> bytes:
+        """The whole HTTP request (headers + SOAP body) for one action."""
         inner = "".join(f"<{k}>{v}</{k}>" for k, v in args or [])
         body = (
             '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/'
@@ -78,7 +80,11 @@ class Soap:
             f'SOAPAction: "{self.service}#{action}"\r\n'
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         ).encode()
-        status, reply = self._exchange(head + body)
+        return head + body
+
+    def call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
+        """POST one action; returns its out arguments, raises RuntimeError on a fault."""
+        status, reply = self._exchange(self.request(action, args))
         text = reply.decode(errors="replace")
         if status != 200:
             code = re.search(r"<errorCode>(\d+)</errorCode>", text)
@@ -139,7 +145,7 @@ def local_ip(host: str) -> str:
 def msearch_rtt(target: tuple[str, int], timeout: float = 2.0) -> float:
     """Send one M-SEARCH and return ms until the first answer (NaN on timeout)."""
     msg = (
-        f"M-SEARCH * HTTP/1.1\r\nHOST: {SSDP[0]}:{SSDP[1]}\r\nMAN: \"ssdp:discover\"\r\n"
+        f'M-SEARCH * HTTP/1.1\r\nHOST: {SSDP[0]}:{SSDP[1]}\r\nMAN: "ssdp:discover"\r\n'
         f"MX: 1\r\nST: {IGD_ST}\r\n\r\n"
     ).encode()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -153,6 +159,23 @@ def msearch_rtt(target: tuple[str, int], timeout: float = 2.0) -> float:
         except TimeoutError:
             return float("nan")
         return now() - t0
+
+
+async def asyncio_soap(soap: Soap, n: int) -> list[float]:
+    """GetExternalIPAddress over asyncio streams, a fresh connection each: the best case
+    for an asyncio client (no HTTP library, no XML parser)."""
+    req = soap.request("GetExternalIPAddress")
+    samples = []
+    for _ in range(n):
+        t0 = now()
+        reader, writer = await asyncio.open_connection(soap.host, soap.port)
+        writer.write(req)
+        data = await reader.read()
+        writer.close()
+        samples.append(now() - t0)
+        if b" 200 " not in data.split(b"\r\n", 1)[0]:
+            raise RuntimeError("GetExternalIPAddress failed")
+    return samples
 
 
 def main() -> None:
@@ -185,6 +208,7 @@ def main() -> None:
             t0 = now()
             soap.call("GetExternalIPAddress")
             series["extip"].append(now() - t0)
+        series["extip_asyncio"] = asyncio.run(asyncio_soap(soap, a.n))
     elif a.what == "mapdel":
         client = local_ip(soap.host)
         series = {"map": [], "delete": []}

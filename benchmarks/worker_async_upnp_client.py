@@ -117,7 +117,9 @@ async def fig_bulk(a: argparse.Namespace) -> None:
     opens0 = tcp_active_opens()
     t0 = now()
     for port in ports:
-        await igd.async_add_port_mapping(ANY, port, "TCP", port, client, True, BENCH_DESCRIPTION, LEASE)
+        await igd.async_add_port_mapping(
+            ANY, port, "TCP", port, client, True, BENCH_DESCRIPTION, LEASE
+        )
     t1 = now()
     for port in ports:
         await igd.async_delete_port_mapping(ANY, port, "TCP")
