@@ -243,15 +243,16 @@ def _search_options(args: argparse.Namespace) -> Any:
 
 
 async def _gateway(args: argparse.Namespace, out: _Output) -> Any:
-    from .discovery import discover
-    from .gateway import Gateway
-
     if args.gateway:
+        from .gateway import Gateway
+
         return await Gateway.from_location(
             args.gateway,
             timeout=args.http_timeout,
             allow_foreign_urls=args.allow_foreign_location,
         )
+    from .discovery import discover
+
     out.progress(f"searching for a gateway (up to {args.timeout:g} s)")
     return await discover(_search_options(args))
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .errors import (
     ActionNotSupported,
@@ -23,7 +24,6 @@ from .errors import (
     SpecifiedArrayIndexInvalid,
     UPnPError,
 )
-from .firewall import FirewallControl
 from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE, PortMapper
 from .models import (
     ConnectionTypeInfo,
@@ -42,6 +42,9 @@ from .proto import actions
 from .proto.description import parse_description
 from .proto.urls import check_url, url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
+
+if TYPE_CHECKING:
+    from .firewall import FirewallControl
 
 __all__ = ["Gateway", "MAX_ENUMERATED_ENTRIES", "RANGE_DELETE_CHUNK"]
 
@@ -146,6 +149,9 @@ class Gateway:
         Raises:
             ActionNotSupported: no WANIPv6FirewallControl service, or only an IPv4 URL.
         """
+        # Imported here: IPv4-only programs (and the CLI's start-up) never need it.
+        from .firewall import FirewallControl
+
         if self.firewall is None:
             raise ActionNotSupported(f"{self.location} has no WANIPv6FirewallControl service")
         return FirewallControl(
