@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import enum
 import json
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +27,8 @@ from .errors import (
 )
 
 __all__ = ["main", "ExitCode", "build_parser"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class ExitCode(enum.IntEnum):
@@ -597,11 +600,17 @@ def main(
         print("aioigd: terminated", file=err)
         return ExitCode.INTERRUPTED
     except IGDError as exc:
-        print(f"aioigd: error: {exc}", file=err)
+        print(f"aioigd: error: {_one_line(exc)}", file=err)
         return _exit_code(exc)
     except ValueError as exc:
-        print(f"aioigd: error: {exc}", file=err)
+        print(f"aioigd: error: {_one_line(exc)}", file=err)
         return ExitCode.USAGE
     except OSError as exc:
-        print(f"aioigd: error: {exc}", file=err)
+        print(f"aioigd: error: {_one_line(exc)}", file=err)
         return ExitCode.NETWORK
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: gateway-supplied text (fault descriptions, HTTP status
+    lines) must not be able to add lines to our output."""
+    return " ".join(_CONTROL.sub(" ", str(exc)).split())[:500]

@@ -38,6 +38,7 @@ from .proto.ssdp import (
 )
 from .proto.urls import same_host, url_host, with_zone
 from .session import DEFAULT_TIMEOUT
+from .tasks import stop_task
 
 __all__ = [
     "discover",
@@ -378,9 +379,7 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
                     continue
                 yield answer
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await stop_task(sender)
             for transport in confirmers:
                 transport.close()
 

@@ -34,6 +34,7 @@ from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.urls import url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
+from .tasks import finish, stop_task
 
 __all__ = ["FirewallControl", "FirewallUnavailable", "DEFAULT_PINHOLE_LEASE"]
 
@@ -282,14 +283,17 @@ class FirewallControl:
         return [r.pinhole for r in self._managed.values()]
 
     async def release(self, pinhole: Pinhole, *, timeout: float = CLEANUP_TIMEOUT) -> None:
-        """Stop renewing ``pinhole`` and delete it (704 = already gone, fine)."""
+        """Stop renewing ``pinhole`` and delete it (704 = already gone, fine).
+
+        A cancellation during the delete lets it finish first (bounded).
+        """
+        await finish(self._release(pinhole, timeout), timeout)
+
+    async def _release(self, pinhole: Pinhole, timeout: float) -> None:
         record = self._managed.pop(_key(pinhole), None)
         unique_id = record.pinhole.unique_id if record else pinhole.unique_id
-        if record is not None:
-            if record.task is not None:
-                record.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await record.task
+        if record is not None and record.task is not None:
+            await stop_task(record.task)
         try:
             async with asyncio.timeout(timeout):
                 await self.delete_pinhole(unique_id)
@@ -305,11 +309,7 @@ class FirewallControl:
             records = list(self._managed.values())
             for record in records:
                 if record.task is not None:
-                    record.task.cancel()
-            for record in records:
-                if record.task is not None:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await record.task
+                    await stop_task(record.task)
                     record.task = None
             if release:
                 for record in records:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -46,13 +45,25 @@ from .session import DEFAULT_TIMEOUT, SoapSession
 if TYPE_CHECKING:
     from .firewall import FirewallControl
 
-__all__ = ["Gateway", "MAX_ENUMERATED_ENTRIES", "RANGE_DELETE_CHUNK"]
+__all__ = [
+    "Gateway",
+    "MAX_ENUMERATED_ENTRIES",
+    "RANGE_DELETE_CHUNK",
+    "SAFE_LIST_ENTRIES",
+    "ENUMERATION_WINDOW",
+]
 
 #: Enumeration stops here even if the gateway never answers 713 (upnpc loops forever).
 MAX_ENUMERATED_ENTRIES = 1024
 #: miniupnpd 2.3.1 corrupts its heap when one DeletePortMappingRange covers >= 133
 #: mappings (peer-baseline.md §7), so ranges are sent in chunks of at most this many ports.
 RANGE_DELETE_CHUNK = 100
+#: A GetListOfPortMappings is only sent when the whole table is smaller than this:
+#: miniupnpd 2.3.1 crashes when one listing covers 134 or more mappings.
+SAFE_LIST_ENTRIES = 100
+#: GetGenericPortMappingEntry indexes in flight at once: with GetExternalIPAddress
+#: alongside, that fills the session's MAX_CONNECTIONS (miniupnpd's backlog is 5).
+ENUMERATION_WINDOW = 3
 #: Consecutive placeholder entries after which enumeration gives up.
 _MAX_EMPTY_RUN = 64
 _V2_ACTIONS = frozenset({"AddAnyPortMapping", "DeletePortMappingRange", "GetListOfPortMappings"})
@@ -355,12 +366,13 @@ class Gateway:
     ) -> list[PortMappingEntry]:
         """The whole mapping table, bounded by ``max_entries``.
 
-        On v2 two GetListOfPortMappings calls (TCP and UDP, concurrently); else
-        GetGenericPortMappingEntry from index 0 until 713/714, skipping empty
-        placeholder entries, stopping at ``max_entries`` indexes or after a long
-        run of placeholders (a router that never says 713).
+        On v2, when the table is known to be small, two GetListOfPortMappings
+        calls (TCP and UDP, concurrently). Otherwise GetGenericPortMappingEntry
+        from index 0 until 713/714 (a few indexes in flight at once), skipping
+        empty placeholder entries, stopping at ``max_entries`` indexes or after a
+        long run of placeholders (a router that never says 713).
         """
-        if self.is_v2:
+        if self.is_v2 and await self._table_is_small():
             try:
                 tcp, udp = await asyncio.gather(
                     self.get_list_of_port_mappings(Protocol.TCP),
@@ -371,22 +383,43 @@ class Gateway:
                 # 401/602; 606 when listing other clients is not authorized; or a
                 # listing one unescaped description broke (miniupnpd copies it raw).
                 pass
-        return [entry async for entry in self._enumerate(max_entries)]
+        return await self._enumerate(max_entries)
 
-    async def _enumerate(self, max_entries: int) -> AsyncIterator[PortMappingEntry]:
+    async def _table_is_small(self) -> bool:
+        """True when index :data:`SAFE_LIST_ENTRIES` is past the end of the table.
+
+        miniupnpd 2.3.1 crashes (heap corruption) when one GetListOfPortMappings
+        covers 134 or more mappings, so a range is only listed whole when it cannot.
+        """
+        try:
+            await self.get_generic_port_mapping_entry(SAFE_LIST_ENTRIES)
+        except (SpecifiedArrayIndexInvalid, NoSuchEntryInArray):
+            return True
+        except UPnPError:
+            return False
+        return False
+
+    async def _enumerate(self, max_entries: int) -> list[PortMappingEntry]:
+        entries: list[PortMappingEntry] = []
         empty_run = 0
-        for index in range(max_entries):
-            try:
-                entry = await self.get_generic_port_mapping_entry(index)
-            except (SpecifiedArrayIndexInvalid, NoSuchEntryInArray):
-                return
-            if entry is None:
-                empty_run += 1
-                if empty_run >= _MAX_EMPTY_RUN:
-                    return
-                continue
-            empty_run = 0
-            yield entry
+        for start in range(0, max_entries, ENUMERATION_WINDOW):
+            indexes = range(start, min(start + ENUMERATION_WINDOW, max_entries))
+            results = await asyncio.gather(
+                *(self.get_generic_port_mapping_entry(i) for i in indexes), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, SpecifiedArrayIndexInvalid | NoSuchEntryInArray):
+                    return entries  # the end of the table
+                if isinstance(result, BaseException):
+                    raise result
+                if result is None:
+                    empty_run += 1
+                    if empty_run >= _MAX_EMPTY_RUN:
+                        return entries
+                    continue
+                empty_run = 0
+                entries.append(result)
+        return entries
 
     # -- managed mappings ---------------------------------------------------
     async def map_port(

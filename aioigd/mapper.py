@@ -37,6 +37,7 @@ from .errors import (
     UPnPError,
 )
 from .models import Mapping, PortMappingEntry, Protocol, Service
+from .tasks import finish, stop_task
 
 __all__ = [
     "PortMapper",
@@ -237,9 +238,9 @@ class PortMapper:
                 ext_ip = await ext_task
             finally:
                 if not ext_task.done():
-                    ext_task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await ext_task
+                    await stop_task(ext_task)
+                elif not ext_task.cancelled():
+                    ext_task.exception()  # retrieved: the error that stopped the map wins
             try:
                 # Only once the new mapping works: a failed map must not cost a working one.
                 await self._remove_stale(table, proto, internal_port, client_ip, description, port)
@@ -261,9 +262,7 @@ class PortMapper:
             if managed:
                 previous = self._managed.pop((proto, port), None)
                 if previous is not None and previous.task is not None:
-                    previous.task.cancel()  # the same mapping again: one renewal is enough
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await previous.task
+                    await stop_task(previous.task)  # the same mapping again: one renewal
                 record = _Managed(mapping, granted_lease)
                 self._managed[(proto, port)] = record
                 record.task = asyncio.create_task(
@@ -502,13 +501,18 @@ class PortMapper:
 
     # -- release ------------------------------------------------------------
     async def release(self, mapping: Mapping, *, timeout: float = CLEANUP_TIMEOUT) -> None:
-        """Stop renewing ``mapping`` and delete it (within ``timeout`` seconds)."""
+        """Stop renewing ``mapping`` and delete it (within ``timeout`` seconds).
+
+        A cancellation during the delete lets it finish first (bounded), so a
+        Ctrl-C at this point still leaves nothing on the gateway.
+        """
+        await finish(self._release(mapping, timeout), timeout)
+
+    async def _release(self, mapping: Mapping, timeout: float) -> None:
         key = (mapping.protocol, mapping.external_port)
         record = self._managed.pop(key, None)
         if record is not None and record.task is not None:
-            record.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await record.task
+            await stop_task(record.task)
         try:
             async with asyncio.timeout(timeout):
                 await self.client.delete_port_mapping(mapping.external_port, mapping.protocol)
@@ -530,11 +534,7 @@ class PortMapper:
         records = list(self._managed.values())
         for record in records:
             if record.task is not None:
-                record.task.cancel()
-        for record in records:
-            if record.task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await record.task
+                await stop_task(record.task)
         failed: list[tuple[Mapping, IGDError]] = []
         if release:
             results = await asyncio.gather(

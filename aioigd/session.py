@@ -37,6 +37,9 @@ log = logging.getLogger("aioigd.traffic")
 
 #: Seconds for one whole HTTP exchange (connect, send, read the capped body).
 DEFAULT_TIMEOUT = 5.0
+#: Concurrent connections to one gateway. miniupnpd listens with a backlog of 5:
+#: more parallel connects overflow it and stall in SYN retransmits (1 s each).
+MAX_CONNECTIONS = 4
 _CHUNK = 65536
 
 
@@ -93,6 +96,7 @@ class SoapSession:
         self.stats = SessionStats()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -100,10 +104,10 @@ class SoapSession:
             raise IGDConnectionError("the gateway session is closed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                timeout=aiohttp.ClientTimeout(total=None),
                 connector=aiohttp.TCPConnector(
-                    limit=16,
-                    limit_per_host=8,
+                    limit=MAX_CONNECTIONS,
+                    limit_per_host=MAX_CONNECTIONS,
                     use_dns_cache=False,
                     local_addr=(self.local_addr, 0) if self.local_addr else None,
                     # Counting sockets here is ~10x cheaper per request than a TraceConfig.
@@ -132,6 +136,20 @@ class SoapSession:
         check_url(url, allowed_host=self.host)
         check_destination(url_host(url), what)
         self.stats.requests += 1
+        # The timeout starts once a connection slot is ours: a request that waited for
+        # its turn behind others was never sent, and must not time out as "unknown".
+        async with self._slots:
+            return await self._exchange(method, url, headers=headers, data=data, what=what)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None,
+        data: bytes | None,
+        what: str,
+    ) -> tuple[int, bytes]:
         with _map_exceptions(what, self.timeout):
             async with asyncio.timeout(self.timeout):
                 async with self._client().request(

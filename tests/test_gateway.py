@@ -22,7 +22,12 @@ from aioigd.errors import (
     InconsistentParameters,
     WildCardNotPermittedInExtPort,
 )
-from aioigd.gateway import MAX_ENUMERATED_ENTRIES, RANGE_DELETE_CHUNK
+from aioigd.gateway import (
+    ENUMERATION_WINDOW,
+    MAX_ENUMERATED_ENTRIES,
+    RANGE_DELETE_CHUNK,
+    SAFE_LIST_ENTRIES,
+)
 from aioigd.testing import FakeIGD, FakeMapping
 
 
@@ -145,11 +150,16 @@ async def test_port_mappings_lists_everything(any_fake: FakeIGD) -> None:
         ("UDP", 53, "192.168.1.6"),
     ]
     if any_fake.version == 2:
-        assert sorted(any_fake.actions()) == ["GetListOfPortMappings"] * 2
-        protos = sorted(r.args["NewProtocol"] for r in any_fake.requests if r.action)
-        assert protos == ["TCP", "UDP"]
+        # A size probe (index SAFE_LIST_ENTRIES → 713), then one listing per protocol.
+        probe, *lists = any_fake.requests[-3:]
+        assert probe.action == "GetGenericPortMappingEntry"
+        assert probe.args["NewPortMappingIndex"] == str(SAFE_LIST_ENTRIES)
+        assert [r.action for r in lists] == ["GetListOfPortMappings"] * 2
+        assert sorted(r.args["NewProtocol"] for r in lists) == ["TCP", "UDP"]
     else:
-        assert any_fake.actions() == ["GetGenericPortMappingEntry"] * 5  # 4 entries + 713
+        # 4 entries + 713, read ENUMERATION_WINDOW indexes at a time: two windows.
+        indexes = [int(r.args["NewPortMappingIndex"]) for r in any_fake.requests if r.action]
+        assert sorted(indexes) == list(range(2 * ENUMERATION_WINDOW))
 
 
 async def test_port_mappings_empty_table(any_fake: FakeIGD) -> None:
@@ -165,8 +175,10 @@ async def test_empty_entry_at_zero_is_skipped(v1_fake: FakeIGD) -> None:
         assert await gw.get_generic_port_mapping_entry(0) is None
         entries = await gw.port_mappings()
     assert [e.external_port for e in entries] == [1111, 2222]
-    # 1 direct probe, then index 0 (empty), 1, 2, 3 (713)
-    assert v1_fake.actions() == ["GetGenericPortMappingEntry"] * 5
+    # 1 direct probe, then index 0 (empty), 1, 2, 3 (713), ENUMERATION_WINDOW at a time
+    indexes = [int(r.args["NewPortMappingIndex"]) for r in v1_fake.requests if r.action]
+    assert indexes[0] == 0
+    assert sorted(indexes[1:]) == list(range(2 * ENUMERATION_WINDOW))
 
 
 async def test_port_mappings_max_entries(v1_fake: FakeIGD) -> None:

@@ -22,6 +22,7 @@ from aioigd import (
     PortInUse,
     Protocol,
 )
+from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.testing import FakeIGD, FakeMapping, Quirks
 
 ME = "127.0.0.1"  # what the gateway sees as our address on loopback
@@ -48,8 +49,11 @@ def _ours(fake: FakeIGD) -> list[FakeMapping]:
 
 def _enumeration(version: int) -> list[str]:
     if version == 2:
-        return ["GetListOfPortMappings", "GetListOfPortMappings"]
-    return ["GetGenericPortMappingEntry"]  # empty table: index 0 → 713
+        # Index SAFE_LIST_ENTRIES answers 713 (the table is small, listing it cannot
+        # crash miniupnpd), then one listing per protocol.
+        return ["GetGenericPortMappingEntry", "GetListOfPortMappings", "GetListOfPortMappings"]
+    # Empty table: one window of ENUMERATION_WINDOW indexes, all past the end (713).
+    return ["GetGenericPortMappingEntry"] * ENUMERATION_WINDOW
 
 
 @pytest.fixture(params=[1, 2], ids=["v1", "v2"])
@@ -479,14 +483,16 @@ async def _cancel_once(host: str, version: int, cancel_after: float) -> list[str
 async def test_cancel_map_port_mid_flight_leaves_nothing(version: int) -> None:
     """Cancel at several points (delay 0.3 s per answer): before the add, while the add is
     in flight, while it is being verified, and after. Each run has its own fake and host."""
-    points = [0.05, 0.35, 0.45, 0.7, 0.95]
+    # v2 reads the table in two steps (a size probe, then the listings): 0.3 s later.
+    shift = 0.3 if version == 2 else 0.0
+    points = [0.05, 0.35 + shift, 0.45 + shift, 0.7 + shift, 0.95 + shift]
     runs = await asyncio.gather(
         *(_cancel_once(f"127.0.3.{i + 1}", version, t) for i, t in enumerate(points))
     )
     by_point = dict(zip(points, runs, strict=True))
-    assert "AddPortMapping" not in by_point[0.05]
+    assert "AddPortMapping" not in by_point[points[0]]
     # The interrupted-add paths really ran: the add reached the fake, then was undone.
-    for t in (0.45, 0.7):
+    for t in points[2:4]:
         assert "AddPortMapping" in by_point[t], (t, by_point[t])
         assert "DeletePortMapping" in by_point[t], (t, by_point[t])
 
@@ -496,9 +502,10 @@ async def test_cancel_during_stale_removal_leaves_nothing() -> None:
         _put(fake, 7000, ME, internal_port=5000, desc="aioigd")  # our leftover
         async with await Gateway.from_location(fake.location, timeout=5.0) as gw:
             fake.quirks.delay = 0.3
-            # 0-0.3 IP+table, 0.3-0.6 add, 0.6-0.9 verify, 0.9-1.2 delete of the leftover.
+            # 0-0.3 IP + table size probe, 0.3-0.6 listings, 0.6-0.9 add, 0.9-1.2 verify,
+            # 1.2-1.5 delete of the leftover.
             task = asyncio.create_task(gw.map_port(5000, lease=600))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.3)
             assert fake.actions()[-1] == "DeletePortMapping"
             task.cancel()
             with pytest.raises(asyncio.CancelledError):

@@ -17,6 +17,7 @@ from aioigd import (
     UnsafeURLError,
 )
 from aioigd.errors import InvalidAction
+from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.testing import FakeIGD, Quirks
 
 QUIRKS = {
@@ -60,7 +61,8 @@ async def test_seed_router_transcript_flow() -> None:
         async with await Gateway.from_location(fake.location, timeout=2.0) as gw:
             assert "WANPPPConnection:1" in gw.service.service_type
             assert await gw.port_mappings() == []
-            assert fake.actions() == ["GetGenericPortMappingEntry"] * 2  # empty 0, then 713
+            # Index 0 is the empty placeholder, index 1 is 713: one window of indexes.
+            assert fake.actions() == ["GetGenericPortMappingEntry"] * ENUMERATION_WINDOW
             mapping = await gw.map_port(
                 5555, internal_client="192.168.1.77", lease=600, managed=False
             )

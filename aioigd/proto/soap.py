@@ -111,5 +111,9 @@ def _fault(fault: Element, service_type: str, action: str) -> UPnPError:
     if not code_text.isascii() or not code_text.isdigit() or len(code_text) > 4:
         return UPnPError(0, f"unparsable errorCode {code_text[:20]!r}", action, service_type)
     code = int(code_text)
-    description = child_text(error, "errorDescription")[:200]
+    # Informative only, and the gateway's text: keep it printable and short.
+    description = "".join(
+        c if c.isprintable() else " " for c in child_text(error, "errorDescription")
+    )
+    description = " ".join(description.split())[:200]
     return fault_class(code, service_type)(code, description, action, service_type)

@@ -1,0 +1,151 @@
+"""Soak tests against the in-process FakeIGD on loopback: nothing grows with use.
+
+- 1,000 ``discover()`` + ``close()`` runs in one process: traced memory after run 1,000 is
+  within a small margin of run 100, and the process has the same number of open fds and
+  asyncio tasks afterwards as before.
+- 2,000 ``map_port()`` / ``release()`` cycles on one Gateway: fds and live objects flat,
+  no renewal task left behind, nothing left on the gateway.
+
+The fake records every request; the tests clear that record as they go so that the fake's
+own bookkeeping does not count as growth. Memory and fd figures are printed for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+
+import aioigd
+from aioigd.testing import FakeIGD
+from tests.conftest import loopback_search
+
+DISCOVERY_RUNS = 1000
+DISCOVERY_BUDGET = 30.0  # seconds, tracemalloc included
+MEMORY_MARGIN = 1 << 20  # bytes of growth allowed between run 100 and run 1,000
+MAPPING_CYCLES = 2000
+MAPPING_BUDGET = 30.0
+OBJECT_MARGIN = 1000  # live objects allowed to appear between cycle 100 and cycle 2,000
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def settled(baseline: int, measure: Callable[[], int], timeout: float = 2.0) -> int:
+    """``measure()`` once it is back to ``baseline`` (or after ``timeout`` s).
+
+    The fake closes its end of a connection when it reads the client's EOF, a few loop
+    iterations after the client closed: give it that long, no more.
+    """
+    deadline = time.monotonic() + timeout
+    while (value := measure()) != baseline and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return value
+
+
+def traced() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+async def test_thousand_discoveries_flat_memory_and_fds(
+    fake_igd: FakeIGD, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = loopback_search(fake_igd)
+    fds_before = open_fds()
+    tasks_before = len(asyncio.all_tasks())
+    tracemalloc.start()
+    try:
+        t0 = time.monotonic()
+        mem: dict[int, int] = {}
+        for run in range(1, DISCOVERY_RUNS + 1):
+            gw = await aioigd.discover(**options)
+            try:
+                assert gw.location == fake_igd.location
+            finally:
+                await gw.close()
+            fake_igd.requests.clear()
+            if run in (100, DISCOVERY_RUNS):
+                mem[run] = traced()
+            assert time.monotonic() - t0 < DISCOVERY_BUDGET * 2, f"stuck at run {run}"
+        elapsed = time.monotonic() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    fds_after = await settled(fds_before, open_fds)
+    tasks_after = await settled(tasks_before, lambda: len(asyncio.all_tasks()))
+    growth = mem[DISCOVERY_RUNS] - mem[100]
+    with capsys.disabled():
+        print(
+            f"\n[soak] {DISCOVERY_RUNS} discover+close: {elapsed:.1f} s "
+            f"({elapsed / DISCOVERY_RUNS * 1000:.1f} ms/run, tracemalloc on); traced memory "
+            f"run 100 {mem[100] / 1024:.0f} KiB, run {DISCOVERY_RUNS} "
+            f"{mem[DISCOVERY_RUNS] / 1024:.0f} KiB (growth {growth / 1024:+.1f} KiB), "
+            f"peak {peak / 1024:.0f} KiB; fds {fds_before} -> {fds_after}; "
+            f"tasks {tasks_before} -> {tasks_after}; searches answered {fake_igd.searches}"
+        )
+    assert growth < MEMORY_MARGIN, f"memory grew {growth} bytes from run 100 to 1,000"
+    assert fds_after == fds_before
+    assert tasks_after == tasks_before
+    assert elapsed < DISCOVERY_BUDGET, f"{DISCOVERY_RUNS} discoveries took {elapsed:.1f} s"
+
+
+async def test_two_thousand_map_release_cycles_leave_nothing(
+    fake_igd: FakeIGD, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fds_before = open_fds()
+    tasks_before = len(asyncio.all_tasks())
+    gw = await aioigd.Gateway.from_location(fake_igd.location)
+    try:
+        t0 = time.monotonic()
+        fds_at: dict[int, int] = {}
+        objects_at: dict[int, int] = {}
+        max_tasks = 0
+        for cycle in range(1, MAPPING_CYCLES + 1):
+            port = 20000 + cycle % 500
+            mapping = await gw.map_port(port, lease=600)
+            assert mapping.external_port == port
+            # One renewal task while it is managed.
+            renewals = [t for t in asyncio.all_tasks() if t.get_name().startswith("aioigd-renew")]
+            assert len(renewals) == 1, renewals
+            max_tasks = max(max_tasks, len(asyncio.all_tasks()))
+            await gw.release(mapping)
+            assert ("TCP", port) not in fake_igd.mappings
+            fake_igd.requests.clear()
+            if cycle in (100, MAPPING_CYCLES):
+                gc.collect()
+                fds_at[cycle] = open_fds()
+                objects_at[cycle] = len(gc.get_objects())
+            assert time.monotonic() - t0 < MAPPING_BUDGET * 2, f"stuck at cycle {cycle}"
+        elapsed = time.monotonic() - t0
+        assert gw.mapper.active() == []
+        stats = gw.session.stats
+    finally:
+        failed = await gw.close()
+    assert failed == []
+    fds_after = await settled(fds_before, open_fds)
+    tasks_after = await settled(tasks_before, lambda: len(asyncio.all_tasks()))
+    grown = objects_at[MAPPING_CYCLES] - objects_at[100]
+    with capsys.disabled():
+        print(
+            f"\n[soak] {MAPPING_CYCLES} map_port/release cycles: {elapsed:.1f} s "
+            f"({elapsed / MAPPING_CYCLES * 1000:.2f} ms/cycle); requests {stats.requests}, "
+            f"connections {stats.connections}; fds {fds_before} -> cycle 100 {fds_at[100]} "
+            f"-> cycle {MAPPING_CYCLES} {fds_at[MAPPING_CYCLES]} -> closed {fds_after}; "
+            f"live objects {grown:+d} from cycle 100 to {MAPPING_CYCLES}; "
+            f"tasks {tasks_before} -> max {max_tasks} -> {tasks_after}"
+        )
+    assert fake_igd.mappings == {}
+    assert fds_at[MAPPING_CYCLES] == fds_at[100]
+    assert fds_after == fds_before
+    assert tasks_after == tasks_before
+    assert grown < OBJECT_MARGIN, f"{grown} more live objects after {MAPPING_CYCLES} cycles"
+    # The session is reused: connections stay far below requests (the fake keeps them alive).
+    assert stats.connections <= 8 < stats.requests
+    assert elapsed < MAPPING_BUDGET, f"{MAPPING_CYCLES} cycles took {elapsed:.1f} s"
