@@ -744,8 +744,9 @@ def targets(col: Collector) -> list[str]:
             f"with the same three raw actions aioigd takes {fmt(araw)} ms ({araw / cm:.2f}×). "
             f"`map_port` sends {int(med(reqs)) if reqs else '?'} requests per map with the table "
             f"cached ({int(med(reqs_first)) if reqs_first else '?'} on a fresh Gateway) where "
-            "miniupnpc sends 2 (add + verify): the extra one is GetExternalIPAddress, re-fetched "
-            "on every `map_port` (see `profiles/aioigd_map_port.txt`)."
+            "miniupnpc sends 2 (add + verify): the extra one is GetExternalIPAddress, sent "
+            "alongside add + verify (it overlaps them, but still costs the router and a "
+            "connection; see `profiles/aioigd_map_port.txt`)."
         )
     if not (nan(am) or nan(sm)):
         out.append(
@@ -764,8 +765,8 @@ def targets(col: Collector) -> list[str]:
             f"1 layer {fmt(one)} ms, 4 layers {fmt(four)} ms = {four / one:.2f}× "
             f"(limit {fmt(4 * one)} ms); each extra layer adds {', '.join(fmt(x) for x in inc)} ms"
             + (
-                ": every upper layer pays its own unicast M-SEARCH (miniupnpd's 50 ms) + "
-                "description + map_port, in sequence."
+                ": every hop is traced and asked for an IGD at once, so the upper layers "
+                "pay one shared 50 ms SSDP wait, then description + map_port each."
                 if mode == "auto"
                 else ": description + map_port per layer, no SSDP."
             )

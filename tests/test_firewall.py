@@ -261,3 +261,35 @@ def test_cli_pinhole_disabled_firewall_is_one_clear_line(fake6_thread: FakeIGD) 
     code, out, err = cli("pinhole", "add", "8000", "--gateway", fake6_thread.location)
     assert code == 1
     assert err.startswith("aioigd: error:") and "disabled" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fault"),
+    [
+        ({"InternalPort": "0"}, aioigd.errors.InternalPortWildcardingNotAllowed),
+        ({"Protocol": "65535"}, aioigd.errors.ProtocolWildcardingNotAllowed),
+        ({"InternalClient": "*"}, aioigd.errors.PinholeWildCardNotPermittedInSrcIP),
+        ({"Protocol": "1"}, aioigd.errors.ProtocolNotSupported),
+        ({"LeaseTime": "0"}, aioigd.InvalidArgs),
+    ],
+)
+async def test_wildcards_the_gateway_refuses_are_typed(
+    fake6: FakeIGD, fc: FirewallControl, args: dict[str, str], fault: type[Exception]
+) -> None:
+    """aioigd never sends these itself (it validates first); sent raw, the gateway's
+    firewall-specific 7xx codes decode to the firewall's exception classes."""
+    base = {
+        "RemoteHost": "",
+        "RemotePort": "0",
+        "InternalClient": "::1",
+        "InternalPort": "8000",
+        "Protocol": "6",
+        "LeaseTime": "60",
+    }
+    base.update(args)
+    with pytest.raises(fault) as err:
+        await fc.session.call(
+            fc.service.control_url, fc.service.service_type, "AddPinhole", list(base.items())
+        )
+    assert isinstance(err.value, aioigd.UPnPError)
+    assert err.value.action == "AddPinhole"

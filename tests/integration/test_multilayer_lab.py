@@ -12,6 +12,7 @@ import json
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
@@ -141,4 +142,38 @@ asyncio.run(main())
     proc = lab.run(lab.client_ns, sys.executable, "-c", script, input="\n", timeout=60)
     result = json.loads(proc.stdout.strip())
     assert result["complete"] and len(result["layers"]) == 2
+    assert_no_mappings(lab)
+
+
+def test_renewal_re_adds_each_layer_after_its_router_reboots(make_lab: Callable[..., Lab]) -> None:
+    """miniupnpd restarted mid-lease (its table empty, as after a reboot) on layer 2, then on
+    layer 1: each layer's renewal notices and re-adds its own mapping within one period."""
+    lab = make_lab(2)
+    lab.tcp_listener(lab.client_ns, PORT)
+    script = f"""
+import asyncio, json, sys
+from aioigd.multilayer import MultiLayerMapper
+async def main():
+    async with MultiLayerMapper({PORT}, layers=2, lease=4, probe_target={lab.outside_ip!r}) as r:
+        print(json.dumps(r.as_dict()), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+asyncio.run(main())
+"""
+    proc = lab.popen(lab.client_ns, sys.executable, "-c", script, stdin=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    assert ready
+    assert json.loads(proc.stdout.readline())["complete"]
+    chain = expected_chain(lab)
+    for k in (2, 1):
+        lab.restart_miniupnpd(k)
+        assert lab.upnpc_mappings(k) == [], "a restarted miniupnpd starts empty"
+        deadline = time.monotonic() + 6  # lease 4 s: renewal every 2 s
+        while lab.upnpc_mappings(k) != [chain[k - 1]] and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert lab.upnpc_mappings(k) == [chain[k - 1]], f"layer {k} was not re-added"
+    assert lab.tcp_connect(lab.outside_ns, lab.routers[-1].wan_ip, PORT)
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.wait(timeout=30) == 0
     assert_no_mappings(lab)

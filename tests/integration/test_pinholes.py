@@ -12,6 +12,7 @@ import json
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from tests.netlab import Lab
@@ -145,3 +146,36 @@ def test_map_ipv6_hold_opens_both_and_sigterm_removes_both(make_lab: Callable[..
     assert lab.upnpc_mappings(1) == []
     assert lab.firewall_rules() == []
     assert not inbound(lab)
+
+
+def test_update_extends_the_lease_and_upnpc_sees_our_pinhole(make_lab: Callable[..., Lab]) -> None:
+    """A 3 s pinhole updated to 600 s outlives its first lease (the router's rule stays), and
+    the independent client can act on the pinhole aioigd made (same UniqueID space)."""
+    lab = make_lab(1, ipv6=True)
+    gw = ("--gateway", lab.router(1).location6)
+    lab.tcp_listener(lab.client_ns, PORT, host="::")
+    rc, out, err = aioigd(lab, "pinhole", "add", str(PORT), "--lease", "3", "--json", *gw)
+    assert rc == 0, err
+    uid = str(json.loads(out)["unique_id"])
+    rc, _, err = aioigd(lab, "pinhole", "update", uid, "--lease", "600", *gw)
+    assert rc == 0, err
+    time.sleep(5)  # past the first lease; miniupnpd expires pinholes within 1-3 s
+    assert len(lab.firewall_rules()) == 1, "the updated pinhole expired"
+    assert inbound(lab)
+    # upnpc deletes the pinhole aioigd opened: both speak the same protocol to the router.
+    assert "UPNP_DeletePinhole() returned : 0" in lab.upnpc6("-D", uid)
+    assert lab.firewall_rules() == []
+    assert not inbound(lab)
+
+
+def test_pinhole_lease_runs_out_without_update(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(1, ipv6=True)
+    rc, _, err = aioigd(
+        lab, "pinhole", "add", str(PORT), "--lease", "2", "--gateway", lab.router(1).location6
+    )
+    assert rc == 0, err
+    assert len(lab.firewall_rules()) == 1
+    deadline = time.monotonic() + 10
+    while lab.firewall_rules() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert lab.firewall_rules() == [], "a 2 s pinhole should expire without UpdatePinhole"

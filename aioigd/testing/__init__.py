@@ -1,0 +1,13 @@
+"""In-process fake Internet Gateway Devices for tests and the demo (loopback only).
+
+``FakeIGD`` speaks SSDP and HTTP/SOAP like a router, keeps a mapping table and
+pinholes, records every request, and has :class:`Quirks` for the broken and
+hostile behaviours real routers show.
+"""
+
+from __future__ import annotations
+
+from .model import FakeMapping, FakePinhole, Quirks, Recorded
+from .server import FakeIGD
+
+__all__ = ["FakeIGD", "Quirks", "Recorded", "FakeMapping", "FakePinhole"]
