@@ -56,6 +56,10 @@ DEFAULT_LEASE = 3600
 DEFAULT_DESCRIPTION = "aioigd"
 #: How often a permanent (lease 0) mapping is re-asserted, to survive router reboots.
 PERMANENT_RECHECK = 1800.0
+#: Seconds the external address is reused across map_port calls: a burst of maps (an
+#: application opening several ports at start) asks for it once, yet it is never stale
+#: for long after a WAN reconnect.
+EXTERNAL_IP_TTL = 10.0
 #: Seconds a cleanup (delete) may take before we give up on it.
 CLEANUP_TIMEOUT = 3.0
 _MAX_PORT_ATTEMPTS = 8
@@ -151,6 +155,7 @@ class PortMapper:
     def __init__(self, client: PortMappingClient) -> None:
         self.client = client
         self._table: dict[_TableKey, PortMappingEntry] | None = None
+        self._ext_ip: tuple[str | None, float] | None = None
         self._managed: dict[_TableKey, _Managed] = {}
         self._lock = asyncio.Lock()
         self._closed = False
@@ -271,10 +276,16 @@ class PortMapper:
             return mapping
 
     async def _external_ip(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        cached = self._ext_ip
+        if cached is not None and loop.time() - cached[1] < EXTERNAL_IP_TTL:
+            return cached[0]
         try:
-            return await self.client.get_external_ip_address()
+            address: str | None = await self.client.get_external_ip_address()
         except ExternalIPUnavailable:
-            return None
+            address = None
+        self._ext_ip = (address, loop.time())
+        return address
 
     async def _remove_stale(
         self,

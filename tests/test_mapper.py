@@ -115,12 +115,9 @@ async def test_second_map_does_not_enumerate_again(fake: FakeIGD, gw: Gateway) -
     await gw.map_port(5000)
     fake.requests.clear()
     second = await gw.map_port(5001, protocol="UDP")
-    # Three requests, and the external IP travels alongside add + verify (any order).
-    actions = fake.actions()
-    assert Counter(actions) == Counter(
-        ["GetExternalIPAddress", "AddPortMapping", "GetSpecificPortMappingEntry"]
-    )
-    assert actions.index("AddPortMapping") < actions.index("GetSpecificPortMappingEntry")
+    # Two requests: the table is cached, and so is the external IP (EXTERNAL_IP_TTL).
+    assert fake.actions() == ["AddPortMapping", "GetSpecificPortMappingEntry"]
+    assert second.external_ip == "203.0.113.7"
     assert second.protocol is Protocol.UDP
     assert ("UDP", 5001) in fake.mappings
 
@@ -536,3 +533,23 @@ async def test_listing_not_authorized_still_maps(fake: FakeIGD, gw: Gateway) -> 
     fake.quirks.fail_actions = {listing: 606}
     mapping = await gw.map_port(5000)
     assert ("TCP", mapping.external_port) in fake.mappings
+
+
+async def test_external_ip_is_fetched_again_after_its_ttl(
+    fake: FakeIGD, gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WAN reconnect changes the address: after EXTERNAL_IP_TTL the next map asks again,
+    alongside add + verify (any order)."""
+    import aioigd.mapper
+
+    await gw.map_port(5000)
+    monkeypatch.setattr(aioigd.mapper, "EXTERNAL_IP_TTL", 0.0)
+    fake.external_ip = "198.18.7.7"
+    fake.requests.clear()
+    again = await gw.map_port(5001)
+    actions = fake.actions()
+    assert Counter(actions) == Counter(
+        ["GetExternalIPAddress", "AddPortMapping", "GetSpecificPortMappingEntry"]
+    )
+    assert actions.index("AddPortMapping") < actions.index("GetSpecificPortMappingEntry")
+    assert again.external_ip == "198.18.7.7"
