@@ -523,3 +523,63 @@ def test_one_connection_per_request(make_lab: MakeLab) -> None:
     assert stats["ips"] == [r1.wan_ip]
     assert stats["requests"] == 21  # the description GET and 20 SOAP calls, none retried
     assert stats["connections"] == stats["requests"]
+
+
+_LIFECYCLE_CANCEL_SCRIPT = r"""
+import asyncio, json, sys, warnings
+warnings.simplefilter("error", ResourceWarning)
+import aioigd
+
+async def user(gw, port, hold):
+    async with gw.mapped(port, lease=2):   # renewed at 1 s
+        await asyncio.sleep(hold)          # then released on exit
+
+async def main(location, base):
+    gw = await aioigd.Gateway.from_location(location)
+    async with gw:
+        loop = asyncio.get_running_loop()
+        # Cancel the whole lifecycle at points spread over map (~ms), holding, the renewal
+        # at 1 s and the release that starts when the hold ends (1.2 s).
+        points = [0.0, 0.001, 0.002, 0.004, 0.5, 1.0, 1.001, 1.003, 1.2, 1.2005, 1.201, 1.203]
+        for i, at in enumerate(points):
+            port = base + i
+            task = asyncio.create_task(user(gw, port, 1.2))
+            await asyncio.sleep(at)
+            task.cancel()
+            try:
+                await task
+                outcome = "finished"
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+            try:
+                entry = await gw.get_specific_port_mapping_entry(port, "TCP")
+                left = entry.internal_client
+            except aioigd.NoSuchEntryInArray:
+                left = None
+            print(json.dumps({"port": port, "at": at, "outcome": outcome, "left": left}),
+                  flush=True)
+        print(json.dumps({"active": len(gw.mapper.active())}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_cancellation_anywhere_in_map_renew_release_leaves_nothing(make_lab: MakeLab) -> None:
+    """Task cancellation at every stage of a managed mapping's life: nothing stays on the
+    router (cross-checked with upnpc) and no ResourceWarning (unclosed session/socket) fires."""
+    lab = make_lab(1)
+    proc = lab.run(
+        lab.client_ns, sys.executable, "-X", "dev", "-c", _LIFECYCLE_CANCEL_SCRIPT,
+        lab.router(1).location, "8400", check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "ResourceWarning" not in proc.stderr and "Unclosed" not in proc.stderr, proc.stderr
+    results = json_lines(proc.stdout)
+    assert results[-1] == {"active": 0}
+    runs = results[:-1]
+    assert [r for r in runs if r["left"] is not None] == [], runs
+    assert {r["outcome"] for r in runs} == {"cancelled"}
+    log = lab.miniupnpd_log(1)
+    renewed = [r["port"] for r in runs if log.count(f"ext port {r['port']} ") >= 2]
+    assert renewed, "no run was cancelled after its renewal: the sweep missed that stage"
+    assert lab.upnpc_mappings(1) == []

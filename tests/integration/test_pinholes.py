@@ -15,6 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
+
 from tests.netlab import Lab
 
 PORT = 8000
@@ -29,11 +31,17 @@ def inbound(lab: Lab, port: int = PORT) -> bool:
     return lab.tcp_connect(lab.outside_ns, lab.client_ip6, port)
 
 
-def test_discover_finds_the_firewall_over_ipv6(make_lab: Callable[..., Lab]) -> None:
-    """ff02::c is answered from r1's link-local address with its global LOCATION;
-    aioigd confirms that LOCATION by asking it directly, then uses IPv6 control URLs."""
+@pytest.mark.parametrize(
+    "how", [["--no-default-gateways"], ["--no-multicast"]], ids=["ff02::c", "default-router"]
+)
+def test_discover_finds_the_firewall_over_ipv6(
+    make_lab: Callable[..., Lab], how: list[str]
+) -> None:
+    """ff02::c is answered from r1's link-local address with its global LOCATION (aioigd
+    confirms that LOCATION by asking it directly); unicast to the IPv6 default router
+    (/proc/net/ipv6_route) is answered by that address. Either way: IPv6 control URLs."""
     lab = make_lab(1, ipv6=True)
-    rc, out, err = aioigd(lab, "pinhole", "status", "--json", "--no-default-gateways")
+    rc, out, err = aioigd(lab, "pinhole", "status", "--json", *how)
     assert rc == 0, err
     status = json.loads(out)
     assert status == {
