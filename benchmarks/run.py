@@ -743,10 +743,9 @@ def targets(col: Collector) -> list[str]:
             f"`map_port`+delete {fmt(am)} ms vs miniupnpc {fmt(cm)} ms ({am / cm:.2f}×); "
             f"with the same three raw actions aioigd takes {fmt(araw)} ms ({araw / cm:.2f}×). "
             f"`map_port` sends {int(med(reqs)) if reqs else '?'} requests per map with the table "
-            f"cached ({int(med(reqs_first)) if reqs_first else '?'} on a fresh Gateway) where "
-            "miniupnpc sends 2 (add + verify): the extra one is GetExternalIPAddress, sent "
-            "alongside add + verify (it overlaps them, but still costs the router and a "
-            "connection; see `profiles/aioigd_map_port.txt`)."
+            f"cached ({int(med(reqs_first)) if reqs_first else '?'} on a fresh Gateway: the "
+            "table and the external IP) where miniupnpc sends 2 (add + verify); the rest is "
+            "aiohttp's per-request cost (see `profiles/aioigd_map_port.txt`)."
         )
     if not (nan(am) or nan(sm)):
         out.append(
