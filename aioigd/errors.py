@@ -120,6 +120,11 @@ class UPnPError(IGDError):
         where = f"{action}: " if action else ""
         super().__init__(f"{where}UPnP error {code} {description}".rstrip())
 
+    def __reduce__(self) -> tuple[type[UPnPError], tuple[int, str, str, str]]:
+        # Rebuild from the fields (the default would pass the formatted message only),
+        # so faults survive pickling and copy (multiprocessing, logging handlers).
+        return type(self), (self.code, self.description, self.action, self.service_type)
+
 
 # UDA codes, valid for every service (soap.md).
 class InvalidAction(UPnPError):

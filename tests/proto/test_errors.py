@@ -232,3 +232,23 @@ def test_all_is_complete() -> None:
     for name in errors.__all__:
         obj = getattr(errors, name)
         assert obj is fault_class or issubclass(obj, IGDError)
+
+
+def test_faults_survive_pickle_and_copy() -> None:
+    import copy
+    import pickle
+
+    from aioigd.errors import ConflictInMappingEntry
+
+    err = ConflictInMappingEntry(
+        718, "Conflict", "AddPortMapping", "urn:x:service:WANIPConnection:2"
+    )
+    for clone in (pickle.loads(pickle.dumps(err)), copy.copy(err)):
+        assert type(clone) is ConflictInMappingEntry
+        assert (clone.code, clone.description, clone.action, clone.service_type) == (
+            718,
+            "Conflict",
+            "AddPortMapping",
+            "urn:x:service:WANIPConnection:2",
+        )
+        assert str(clone) == str(err)
