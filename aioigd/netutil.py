@@ -19,22 +19,26 @@ __all__ = [
 def parse_proc_net_route(text: str) -> list[str]:
     """Default-route gateways from the text of ``/proc/net/route`` (Linux).
 
-    Rows whose destination and mask are 0 and whose RTF_GATEWAY flag (0x2) is
-    set; addresses are little-endian hex. Malformed rows are skipped.
+    Rows whose destination and mask are 0 and whose RTF_UP (0x1) and RTF_GATEWAY
+    (0x2) flags are set, best metric first; addresses are little-endian hex.
+    Malformed rows are skipped.
     """
-    gateways: list[str] = []
+    found: list[tuple[int, str]] = []
     for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 8:
             continue
         try:
             dest, gw, flags, mask = (int(fields[i], 16) for i in (1, 2, 3, 7))
+            metric = int(fields[6])
         except ValueError:
             continue
-        if dest == 0 and mask == 0 and flags & 0x2 and 0 < gw <= 0xFFFFFFFF:
-            addr = str(ipaddress.IPv4Address(struct.pack("<I", gw)))
-            if addr not in gateways:
-                gateways.append(addr)
+        if dest == 0 and mask == 0 and flags & 0x3 == 0x3 and 0 < gw <= 0xFFFFFFFF:
+            found.append((metric, str(ipaddress.IPv4Address(struct.pack("<I", gw)))))
+    gateways: list[str] = []
+    for _, addr in sorted(found, key=lambda item: item[0]):
+        if addr not in gateways:
+            gateways.append(addr)
     return gateways
 
 

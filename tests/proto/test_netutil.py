@@ -132,3 +132,12 @@ GOOD = _row("eth0", "00000000", "0101A8C0", "0003", "0", "00000000")
 def test_malformed_rows_are_skipped(bad: str) -> None:
     text = _table(bad, GOOD, bad)
     assert parse_proc_net_route(text) == ["192.168.1.1"]
+
+
+def test_best_metric_first_and_down_routes_skipped() -> None:
+    table = _table(
+        _row("wlan0", "00000000", "FE00A8C0", "0003", "600", "00000000"),  # 192.168.0.254
+        _row("eth0", "00000000", "0101A8C0", "0003", "100", "00000000"),  # 192.168.1.1
+        _row("eth1", "00000000", "0102A8C0", "0002", "10", "00000000"),  # not RTF_UP
+    )
+    assert parse_proc_net_route(table) == ["192.168.1.1", "192.168.0.254"]
