@@ -43,6 +43,8 @@ def check_url(url: str, *, allowed_host: str | None = None) -> str:
     """
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeURLError(f"URL longer than {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise UnsafeURLError(f"URL with spaces or control characters: {url[:80]!r}")
     try:
         parts = urlsplit(url)
         port = parts.port

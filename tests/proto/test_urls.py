@@ -232,3 +232,17 @@ def test_same_host(a: str, b: str, same: bool) -> None:
 )
 def test_url_host(url: str, host: str) -> None:
     assert url_host(url) == host
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://192.168.1.1:5000/ctl\r\nX-Injected: 1",
+        "http://192.168.1.1:5000/c tl",
+        "http://192.168.1.1:5000/ctl\x00",
+        "http://192.168.1.1:5000/\tctl",
+    ],
+)
+def test_check_url_refuses_whitespace_and_control_characters(url: str) -> None:
+    with pytest.raises(UnsafeURLError):
+        check_url(url)
