@@ -214,6 +214,12 @@ def _host(*args: str, check: bool = True, input: str | None = None) -> str:
     return proc.stdout
 
 
+def _default_sigint() -> None:
+    # POSIX shells start `cmd &` with SIGINT ignored and Python keeps an inherited
+    # SIG_IGN; a process the tests send Ctrl-C to must have the default back.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def namespace_env() -> dict[str, str]:
     """The environment for commands inside a lab namespace.
 
@@ -507,6 +513,8 @@ class Lab:
             stderr=subprocess.DEVNULL,
             text=True,
             env=namespace_env(),
+            # Ctrl-C tests: undo a SIGINT ignored by a background-job parent (see popen doc).
+            preexec_fn=_default_sigint,
         )
         self._procs.append(proc)
         return proc

@@ -61,6 +61,10 @@ def run_script(lab: Lab, code: str, *args: str, timeout: float = 60) -> list[dic
     return json_lines(proc.stdout)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Interactive:
     """A process in the client namespace that talks JSON lines on stdout and reads stdin."""
 
@@ -74,6 +78,10 @@ class Interactive:
             stderr=self._stderr,
             text=True,
             env=namespace_env(),
+            # A run started from a background job inherits SIGINT ignored (POSIX shells do
+            # that for `cmd &`), and Python then keeps ignoring it: give the CLI a terminal's
+            # default, since the tests send it Ctrl-C.
+            preexec_fn=_default_sigint,
         )
 
     def stderr(self) -> str:
