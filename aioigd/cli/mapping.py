@@ -1,0 +1,214 @@
+"""Port-mapping commands: discover, external-ip, list, add, delete, map, demo."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import IGDError
+from .common import ExitCode, Output, hold, search_options
+
+__all__ = [
+    "cmd_discover",
+    "cmd_external_ip",
+    "cmd_list",
+    "cmd_add",
+    "cmd_delete",
+    "cmd_map",
+    "cmd_demo",
+]
+
+
+async def _gateway(args: argparse.Namespace, out: Output) -> Any:
+    if args.gateway:
+        from ..gateway import Gateway
+
+        return await Gateway.from_location(
+            args.gateway,
+            timeout=args.http_timeout,
+            allow_foreign_urls=args.allow_foreign_location,
+        )
+    from ..discovery import discover
+
+    out.progress(f"searching for a gateway (up to {args.timeout:g} s)")
+    return await discover(search_options(args))
+
+
+def _gateway_dict(gw: Any) -> dict[str, Any]:
+    return {
+        "location": gw.location,
+        "friendly_name": gw.friendly_name,
+        "udn": gw.udn,
+        "service_type": gw.service.service_type,
+        "firewall": gw.firewall is not None,
+    }
+
+
+async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
+    from ..discovery import discover_all
+    from ..gateway import Gateway
+
+    if args.gateway:
+        gateways = [await _gateway(args, out)]
+    elif args.all:
+        out.progress(f"collecting gateways for {args.timeout:g} s")
+        gateways = await discover_all(search_options(args))
+    else:
+        gateways = [await _gateway(args, out)]
+    for gw in gateways:
+        assert isinstance(gw, Gateway)
+        d = _gateway_dict(gw)
+        out.emit(d, f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}")
+        await gw.close()
+    return ExitCode.OK
+
+
+async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
+    async with await _gateway(args, out) as gw:
+        ip = await gw.get_external_ip_address()
+        out.emit({"external_ip": ip, "location": gw.location}, ip)
+    return ExitCode.OK
+
+
+async def cmd_list(args: argparse.Namespace, out: Output) -> int:
+    async with await _gateway(args, out) as gw:
+        entries = await gw.port_mappings()
+        if not entries and not out.as_json:
+            print("no port mappings", file=out.out)
+        for e in entries:
+            d = {
+                "external_port": e.external_port,
+                "protocol": e.protocol.value,
+                "internal_client": e.internal_client,
+                "internal_port": e.internal_port,
+                "enabled": e.enabled,
+                "description": e.description,
+                "lease": e.lease,
+                "remote_host": e.remote_host,
+            }
+            text = (
+                f"{e.protocol.value:3} {e.external_port:5} -> {e.internal_client}:"
+                f"{e.internal_port}  lease {e.lease}s  {e.description!r}"
+            )
+            out.emit(d, text)
+    return ExitCode.OK
+
+
+def _mapping_text(m: Any) -> str:
+    lease = "permanent" if m.lease == 0 else f"{m.lease}s"
+    return (
+        f"{m.protocol.value} {m.external_ip or '?'}:{m.external_port} -> "
+        f"{m.internal_client}:{m.internal_port}  lease {lease}  {m.description!r}"
+    )
+
+
+async def cmd_add(args: argparse.Namespace, out: Output) -> int:
+    async with await _gateway(args, out) as gw:
+        mapping = await gw.map_port(
+            args.internal_port,
+            args.external_port,
+            args.protocol,
+            lease=args.lease,
+            description=args.description,
+            internal_client=args.internal_client,
+            strict=args.strict,
+            managed=False,
+        )
+        if mapping.permanent_only and not out.as_json:
+            print("note: the gateway only accepts permanent leases", file=out.err)
+        out.emit(mapping.as_dict(), _mapping_text(mapping))
+    return ExitCode.OK
+
+
+async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
+    async with await _gateway(args, out) as gw:
+        await gw.delete_port_mapping(args.external_port, args.protocol)
+        out.emit(
+            {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},
+            f"deleted {args.protocol} {args.external_port}",
+        )
+    return ExitCode.OK
+
+
+def _map_text(result: Any, gateways: list[Any]) -> list[str]:
+    lines = [
+        f"layer {i}: {gw.host}  {m.internal_client}:{m.internal_port} -> "
+        f"{m.external_ip or '?'}:{m.external_port} {m.protocol.value}"
+        for i, (gw, m) in enumerate(zip(gateways, result.layers, strict=False), 1)
+    ]
+    lines.append(
+        f"public endpoint: {result.public_ip}:{result.public_port} "
+        f"({'global' if result.is_global else 'not global'})"
+    )
+    if not result.complete:
+        lines.append(f"stopped at layer {result.stopped_at}: {result.reason}")
+    return lines
+
+
+async def cmd_map(args: argparse.Namespace, out: Output) -> int:
+    from ..reach import ReachablePort
+    from ..traceroute import DEFAULT_PROBE_TARGET
+
+    via: list[str | None] = [None if v == "-" else v for v in args.via]
+    if args.gateway:
+        via = [args.gateway, *via[1:]] if via else [args.gateway]
+    opener = ReachablePort(
+        args.internal_port,
+        args.protocol,
+        ipv6=args.ipv6,
+        layers=args.layers,
+        lease=args.lease,
+        description=args.description,
+        via=via,
+        probe_target=args.probe_target or DEFAULT_PROBE_TARGET,
+        search=search_options(args),
+        ipv6_gateway=args.ipv6_gateway,
+        ipv6_client=args.ipv6_client,
+        timeout=args.timeout,
+        http_timeout=args.http_timeout,
+    )
+    opener.mapper.internal_client = args.internal_client
+    out.progress("mapping layer by layer" + (" and opening an IPv6 pinhole" if args.ipv6 else ""))
+    release = True
+    try:
+        reach = await opener.open()
+        result = reach.ipv4
+        lines = _map_text(result, opener.mapper.gateways) if result else []
+        if reach.ipv4_error:
+            lines.append(f"IPv4 failed: {reach.ipv4_error}")
+        if args.ipv6:
+            hole = reach.ipv6
+            lines.append(
+                f"IPv6 pinhole {hole.unique_id}: [{hole.internal_client}]:{hole.internal_port} "
+                f"{hole.protocol.value} open for {hole.lease}s"
+                if hole
+                else f"IPv6 failed: {reach.ipv6_error}"
+            )
+        data = reach.as_dict() if args.ipv6 else (result.as_dict() if result else {})
+        if not args.ipv6 and reach.ipv4_error:
+            data["error"] = reach.ipv4_error
+        out.emit(data, "\n".join(lines))
+        if result is None and (not args.ipv6 or reach.ipv6 is None):
+            raise IGDError(reach.ipv4_error or reach.ipv6_error or "nothing could be opened")
+        ok = (result is not None and result.complete) and (not args.ipv6 or reach.ipv6 is not None)
+        if args.hold:
+            await hold(out)
+            for failure in await opener.close():
+                print(f"aioigd: warning: could not delete {failure}", file=out.err)
+            release = False
+            out.progress("removed everything")
+            return ExitCode.OK
+        # Without --hold the mappings stay until their lease runs out, like `add`.
+        await opener.close(release=False)
+        release = False
+        return ExitCode.OK if ok else ExitCode.PARTIAL
+    finally:
+        if release:
+            await opener.close()
+
+
+async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from ..demo import run_demo
+
+    await run_demo(out.emit)
+    return ExitCode.OK
