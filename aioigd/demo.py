@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .discovery import SearchOptions, discover
+from .mapper import PortMapper
 from .multilayer import MultiLayerMapper
 from .netguard import loopback_only
 from .testing import FakeIGD
@@ -53,7 +54,7 @@ async def _single_layer(emit: Emit) -> None:
             default_gateways=False,
             unicast=[("127.0.0.1", fake.ssdp_port)],
         )
-        async with await discover(options) as gw:
+        async with await discover(options) as gw, PortMapper(gw) as mapper:
             ms = (loop.time() - t0) * 1000
             emit(
                 {"step": "discovered", "location": gw.location, "ms": round(ms, 1)},
@@ -61,7 +62,7 @@ async def _single_layer(emit: Emit) -> None:
             )
             ip = await gw.get_external_ip_address()
             emit({"step": "external_ip", "external_ip": ip}, f"3. external IP: {ip}")
-            mapping = await gw.map_port(port, description="aioigd demo", lease=600)
+            mapping = await mapper.map_port(port, description="aioigd demo", lease=600)
             emit(
                 {"step": "mapped", **mapping.as_dict()},
                 f"4. mapped TCP {mapping.external_ip}:{mapping.external_port} -> "
@@ -75,7 +76,7 @@ async def _single_layer(emit: Emit) -> None:
                     f"5. gateway lists {entry.protocol.value} {entry.external_port} -> "
                     f"{entry.internal_client}:{entry.internal_port} {entry.description!r}",
                 )  # fmt: skip
-            await gw.release(mapping)
+            await mapper.release(mapping)
             left = await gw.port_mappings()
             emit(
                 {"step": "released", "remaining": len(left)},

@@ -44,6 +44,7 @@ __all__ = [
     "discover",
     "discover_all",
     "search",
+    "rediscover",
     "SearchOptions",
     "SsdpProtocol",
     "multicast_interfaces",
@@ -451,6 +452,35 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
             f"no UPnP gateway answered within {options.timeout:g} s" + (f" ({why})" if why else "")
         )
     return gateways
+
+
+async def rediscover(udn: str, options: SearchOptions) -> Gateway:
+    """Find the device ``udn`` again (after a reboot its LOCATION may have a new port).
+
+    Only answers whose USN names that device are fetched, and the description
+    must carry the same UDN.
+
+    Raises:
+        GatewayNotFound: it did not answer within ``options.timeout``.
+    """
+    seen: set[str] = set()
+    wanted = udn.lower()
+    async for answer in search(options):
+        usn = answer.usn.lower()
+        if not (usn == wanted or usn.startswith(wanted + "::")) or answer.location in seen:
+            continue
+        if len(seen) >= MAX_LOCATIONS:
+            break
+        seen.add(answer.location)
+        try:
+            gw = await _fetch(answer, options)
+        except IGDError as exc:
+            log.debug("%s answered from %s but: %s", udn, answer.location, exc)
+            continue
+        if gw.udn.lower() == wanted:
+            return gw
+        await gw.close()
+    raise GatewayNotFound(f"{udn} did not answer within {options.timeout:g} s")
 
 
 async def discover(options: SearchOptions | None = None, **kwargs: object) -> Gateway:

@@ -10,6 +10,8 @@ service that sent it, because 7xx codes mean different things per service
 
 from __future__ import annotations
 
+from .models import FirewallStatus, PortMappingEntry
+
 __all__ = [
     "IGDError",
     "GatewayNotFound",
@@ -21,6 +23,9 @@ __all__ = [
     "ActionNotSupported",
     "ExternalIPUnavailable",
     "MappingFailed",
+    "PortInUse",
+    "CleanupFailed",
+    "FirewallUnavailable",
     "UPnPError",
     "InvalidAction",
     "InvalidArgs",
@@ -97,6 +102,32 @@ class ExternalIPUnavailable(IGDError):
 
 class MappingFailed(IGDError):
     """A port mapping could not be created or verified."""
+
+
+class PortInUse(MappingFailed):
+    """The wanted external port is held by another client (``strict`` mapping)."""
+
+    def __init__(self, message: str, holder: PortMappingEntry | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+    def __reduce__(self) -> tuple[type[PortInUse], tuple[str, PortMappingEntry | None]]:
+        return type(self), (str(self), self.holder)
+
+
+class CleanupFailed(IGDError):
+    """Something aioigd created could not be removed (the gateway is gone or timed out)."""
+
+
+class FirewallUnavailable(IGDError):
+    """The gateway's IPv6 firewall is off (nothing to open) or refuses inbound pinholes."""
+
+    def __init__(self, message: str, status: FirewallStatus | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self) -> tuple[type[FirewallUnavailable], tuple[str, FirewallStatus | None]]:
+        return type(self), (str(self), self.status)
 
 
 class UPnPError(IGDError):

@@ -4,62 +4,89 @@ miniupnpd (and the spec's recommended policy) only lets a host open pinholes
 to itself: the request must come from the InternalClient address. So
 :class:`FirewallControl` uses its own SOAP session bound to that address,
 and the gateway must have been reached over IPv6 (an IPv6 control URL).
-Pinholes are never permanent (1..86400 s): managed ones are renewed with
-UpdatePinhole at half their lease and re-added if the gateway forgot them
-(704); they are deleted on release, on close and on cancellation.
+Pinholes are never permanent (1..86400 s): kept ones are handed to a
+:class:`~aioigd.keeper.Keeper` (renewed with UpdatePinhole on their lease,
+re-added if the gateway forgot them, found again by the gateway's UDN when it
+comes back on a new HTTP port); they are deleted on release, on close and on
+cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import replace
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit
 
+from .discovery import SearchOptions, rediscover
 from .errors import (
     ActionNotSupported,
+    FirewallUnavailable,
     IGDConnectionError,
     IGDError,
-    IGDTimeoutError,
     InvalidArgs,
     NoSuchPinhole,
     NoTrafficReceived,
 )
-from .mapper import CLEANUP_TIMEOUT, renew_delay, retry_delay
+from .keeper import CLEANUP_TIMEOUT, EventHub, EventIterator, Keeper, Kept, Leftover, Outcome
+from .lifecycle import Action, Event
 from .models import FirewallStatus, Pinhole, Protocol, Service
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
+from .proto.ssdp import SSDP_PORT
 from .proto.urls import url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
-from .tasks import finish, stop_task
 
-__all__ = ["FirewallControl", "FirewallUnavailable", "DEFAULT_PINHOLE_LEASE"]
+__all__ = ["FirewallControl", "FirewallUnavailable", "KeptPinhole", "DEFAULT_PINHOLE_LEASE"]
 
 log = logging.getLogger("aioigd")
 
 DEFAULT_PINHOLE_LEASE = 3600
-
-
-class FirewallUnavailable(IGDError):
-    """The gateway's IPv6 firewall is off (nothing to open) or refuses inbound pinholes."""
-
-    def __init__(self, message: str, status: FirewallStatus | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class _Managed:
-    pinhole: Pinhole
-    task: asyncio.Task[None] | None = None
+#: Seconds a search for the gateway takes when it stopped answering.
+REDISCOVERY_TIMEOUT = 2.0
 
 
 def _key(p: Pinhole) -> tuple[int, Protocol, str | None, int]:
     """What identifies a pinhole across renewals (its UniqueID may change on re-add)."""
     return (p.internal_port, p.protocol, p.remote_host, p.remote_port)
+
+
+def _describe(p: Pinhole) -> str:
+    return f"pinhole {p.unique_id} ({p.protocol.value} [{p.internal_client}]:{p.internal_port})"
+
+
+class KeptPinhole(Kept[Pinhole]):
+    """A pinhole aioigd keeps open; its fields are those of :attr:`current`."""
+
+    @property
+    def unique_id(self) -> int:
+        """The gateway's UniqueID (changes when the pinhole had to be re-added)."""
+        return self.current.unique_id
+
+    @property
+    def internal_client(self) -> str:
+        return self.current.internal_client
+
+    @property
+    def internal_port(self) -> int:
+        return self.current.internal_port
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.current.protocol
+
+    @property
+    def lease(self) -> int:
+        return self.current.lease
+
+    def as_dict(self) -> dict[str, Any]:
+        """The current pinhole's fields plus ``state``."""
+        return {**self.current.as_dict(), "state": self.state.value}
 
 
 class FirewallControl:
@@ -71,6 +98,9 @@ class FirewallControl:
         internal_client: this host's IPv6 address to open pinholes for; default:
             its global (else unique-local) address on the interface towards the gateway.
         timeout: per-request timeout.
+        udn: the gateway's UDN, to find it again when it stops answering.
+        rediscovery: how to search for it then (default: unicast M-SEARCH to
+            its address, and multicast on ``[ff02::c]``).
     """
 
     def __init__(
@@ -80,6 +110,8 @@ class FirewallControl:
         *,
         internal_client: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        udn: str = "",
+        rediscovery: SearchOptions | None = None,
     ) -> None:
         host = url_host(service.control_url)
         if ":" not in host:
@@ -97,7 +129,10 @@ class FirewallControl:
             raise IGDConnectionError(f"cannot pick this host's IPv6 address: {exc}") from None
         self.internal_client = fw.canonical_ipv6(client, "internal_client")
         self.session = SoapSession(host, timeout=timeout, local_addr=self.internal_client)
-        self._managed: dict[tuple[int, Protocol, str | None, int], _Managed] = {}
+        self.udn = udn
+        self.rediscovery = rediscovery
+        self._hub: EventHub[Event[Pinhole]] = EventHub()
+        self._keeper: Keeper[Pinhole] = Keeper(self, name=f"aioigd-pinholes-{host}", hub=self._hub)
 
     async def _call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
         return await self.session.call(
@@ -175,7 +210,7 @@ class FirewallControl:
             return False
         return fw.parse_is_working(out)
 
-    # -- managed pinholes ---------------------------------------------------------
+    # -- kept pinholes ------------------------------------------------------------
     async def open_pinhole(
         self,
         internal_port: int,
@@ -184,9 +219,8 @@ class FirewallControl:
         remote_host: str | None = None,
         remote_port: int = 0,
         lease: int = DEFAULT_PINHOLE_LEASE,
-        managed: bool = True,
     ) -> Pinhole:
-        """Check the firewall, open a pinhole to this host, renew it while managed.
+        """Check the firewall and open a pinhole to this host, once (not renewed).
 
         Raises:
             FirewallUnavailable: the firewall is disabled (inbound already passes) or
@@ -212,7 +246,7 @@ class FirewallControl:
             # but the same 5-tuple returns the same id, so ask once more and delete.
             await self._cleanup_uncertain(internal_port, proto, remote_host, remote_port)
             raise
-        pinhole = Pinhole(
+        return Pinhole(
             unique_id=unique_id,
             internal_client=self.internal_client,
             internal_port=internal_port,
@@ -222,13 +256,26 @@ class FirewallControl:
             remote_port=remote_port,
             gateway=self.location,
         )
-        if managed:
-            record = _Managed(pinhole)
-            self._managed[_key(pinhole)] = record
-            record.task = asyncio.create_task(
-                self._renew_loop(record), name=f"aioigd-pinhole-{unique_id}"
-            )
-        return pinhole
+
+    async def keep_pinhole(
+        self,
+        internal_port: int,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        remote_host: str | None = None,
+        remote_port: int = 0,
+        lease: int = DEFAULT_PINHOLE_LEASE,
+    ) -> KeptPinhole:
+        """Open a pinhole like :meth:`open_pinhole` and keep it open until released."""
+        hole = await self.open_pinhole(
+            internal_port, protocol, remote_host=remote_host, remote_port=remote_port, lease=lease
+        )
+        for old in self._keeper.kept():
+            if _key(old.current) == _key(hole):
+                self._keeper.forget(old)  # the same pinhole again: keep one
+        kept = self._keeper.keep(hole, requested_lease=lease, granted_lease=lease, cls=KeptPinhole)
+        assert isinstance(kept, KeptPinhole)
+        return kept
 
     async def _cleanup_uncertain(
         self, internal_port: int, proto: Protocol, remote_host: str | None, remote_port: int
@@ -246,81 +293,120 @@ class FirewallControl:
         except (IGDError, TimeoutError, asyncio.CancelledError) as exc:
             log.debug("cleanup after an interrupted AddPinhole: %r", exc)
 
-    async def renew(self, pinhole: Pinhole) -> Pinhole:
-        """Extend ``pinhole`` by its lease; re-add it if the gateway forgot it (704)."""
-        record = self._managed.get(_key(pinhole))
+    # -- Backend (for the keeper) -------------------------------------------------
+    def endpoint(self, subject: Pinhole) -> Hashable:
+        return (subject.internal_client, subject.internal_port)
+
+    def describe(self, subject: Pinhole) -> str:
+        return _describe(subject)
+
+    async def refresh(self, kept: Kept[Pinhole], action: Action) -> Outcome[Pinhole]:
+        """UpdatePinhole (a check is a renewal: there is no cheaper question);
+        AddPinhole again when the gateway forgot it."""
+        pinhole = kept.current
+        lease = kept.requested_lease
         try:
-            await self.update_pinhole(pinhole.unique_id, pinhole.lease)
-            return pinhole
+            await self.update_pinhole(pinhole.unique_id, lease)
+            return Outcome(replace(pinhole, lease=lease, gateway=self.location), lease)
         except (NoSuchPinhole, InvalidArgs):
             # miniupnpd 2.3.1 answers 402, not 704, for a UniqueID it no longer has.
             unique_id = await self.add_pinhole(
                 pinhole.internal_port,
                 pinhole.protocol,
-                lease=pinhole.lease,
+                lease=lease,
                 remote_host=pinhole.remote_host,
                 remote_port=pinhole.remote_port,
             )
-        renewed = replace(pinhole, unique_id=unique_id)
-        if record is not None:
-            record.pinhole = renewed
-        return renewed
+        renewed = replace(pinhole, unique_id=unique_id, lease=lease, gateway=self.location)
+        return Outcome(renewed, lease, recreated=True)
 
-    async def _renew_loop(self, record: _Managed) -> None:
-        failures = 0
-        while True:
-            lease = record.pinhole.lease
-            await asyncio.sleep(retry_delay(failures, lease) if failures else renew_delay(lease))
-            try:
-                record.pinhole = await self.renew(record.pinhole)
-                failures = 0
-            except IGDError as exc:
-                failures += 1
-                log.warning("renewing pinhole %d failed (%s)", record.pinhole.unique_id, exc)
+    async def remove(self, subject: Pinhole, *, verify: bool = False) -> None:
+        """DeletePinhole (704, or miniupnpd's 402: gone already). A UniqueID names
+        our own pinhole only, so there is nothing to verify."""
+        with contextlib.suppress(NoSuchPinhole, InvalidArgs):
+            await self.delete_pinhole(subject.unique_id)
+
+    async def reconnect(self) -> bool:
+        """Find the gateway again by its UDN; point the session at its new control URL."""
+        if not self.udn:
+            return False
+        options = (
+            dataclasses.replace(self.rediscovery, refused=[])
+            if self.rediscovery is not None
+            else SearchOptions(
+                timeout=REDISCOVERY_TIMEOUT,
+                ipv4=False,
+                ipv6=True,
+                default_gateways=False,
+                unicast=[(self.gateway_host.strip("[]"), SSDP_PORT)],
+                http_timeout=self.session.timeout,
+            )
+        )
+        gw = await rediscover(self.udn, options)
+        try:
+            service = gw.firewall
+            if service is None or service.control_url == self.service.control_url:
+                return service is not None
+            log.info("%s is back at %s", self.udn, gw.location)
+            session = SoapSession(
+                url_host(service.control_url),
+                timeout=self.session.timeout,
+                local_addr=self.internal_client,
+            )
+            old, self.session = self.session, session
+            self.service, self.location = service, gw.location
+            self.gateway_host = url_host(service.control_url)
+            await old.close()
+            return True
+        finally:
+            await gw.close()
+
+    # -- the application's view ------------------------------------------------
+    def kept(self) -> list[KeptPinhole]:
+        """The pinholes being kept, in creation order."""
+        return [k for k in self._keeper.kept() if isinstance(k, KeptPinhole)]
 
     def active(self) -> list[Pinhole]:
-        """The managed pinholes, as last renewed."""
-        return [r.pinhole for r in self._managed.values()]
+        """The kept pinholes' current values."""
+        return [k.current for k in self._keeper.kept()]
 
-    async def release(self, pinhole: Pinhole, *, timeout: float = CLEANUP_TIMEOUT) -> None:
-        """Stop renewing ``pinhole`` and delete it (704 = already gone, fine).
+    def events(self) -> EventIterator[Event[Pinhole]]:
+        """Events of every pinhole kept from now on, until :meth:`close`."""
+        return self._hub.subscribe()
+
+    async def release(
+        self, pinhole: Kept[Pinhole] | Pinhole, *, timeout: float = CLEANUP_TIMEOUT
+    ) -> None:
+        """Stop keeping ``pinhole`` and delete it (gone already is fine).
 
         A cancellation during the delete lets it finish first (bounded).
+
+        Raises:
+            IGDError: the deletion failed (the gateway is gone, or timed out).
         """
-        await finish(self._release(pinhole, timeout), timeout)
+        if isinstance(pinhole, Kept):
+            kept: Kept[Pinhole] | None = pinhole
+        else:
+            key = _key(pinhole)
+            kept = next((k for k in self._keeper.kept() if _key(k.current) == key), None)
+        if kept is None:
+            assert isinstance(pinhole, Pinhole)
+            leftover = await self._keeper.delete(pinhole, timeout=timeout)
+        else:
+            leftover = await self._keeper.release(kept, timeout=timeout)
+        if leftover is not None:
+            raise leftover.error
 
-    async def _release(self, pinhole: Pinhole, timeout: float) -> None:
-        record = self._managed.pop(_key(pinhole), None)
-        unique_id = record.pinhole.unique_id if record else pinhole.unique_id
-        if record is not None and record.task is not None:
-            await stop_task(record.task)
-        try:
-            async with asyncio.timeout(timeout):
-                await self.delete_pinhole(unique_id)
-        except (NoSuchPinhole, InvalidArgs):
-            pass  # gone already (miniupnpd 2.3.1 says 402 for an unknown UniqueID)
-        except TimeoutError:
-            raise IGDTimeoutError(f"deleting pinhole {unique_id} timed out") from None
+    async def close(self, *, release: bool = True) -> list[Leftover[Pinhole]]:
+        """Stop keeping; delete kept pinholes (unless ``release=False``); close the session.
 
-    async def close(self, *, release: bool = True) -> list[tuple[Pinhole, IGDError]]:
-        """Stop renewals, delete managed pinholes (unless ``release=False``), close the session."""
-        failed: list[tuple[Pinhole, IGDError]] = []
+        Returns what could not be deleted, with the reason.
+        """
         try:
-            records = list(self._managed.values())
-            for record in records:
-                if record.task is not None:
-                    await stop_task(record.task)
-                    record.task = None
-            if release:
-                for record in records:
-                    try:
-                        await self.release(record.pinhole)
-                    except IGDError as exc:
-                        failed.append((record.pinhole, exc))
-            self._managed.clear()
+            return await self._keeper.close(release=release)
         finally:
+            self._hub.close()
             await self.session.close()
-        return failed
 
     @contextlib.asynccontextmanager
     async def pinhole(
@@ -331,18 +417,17 @@ class FirewallControl:
         remote_host: str | None = None,
         remote_port: int = 0,
         lease: int = DEFAULT_PINHOLE_LEASE,
-    ) -> AsyncIterator[Pinhole]:
-        """Open on enter, renew inside, delete on exit, error or cancellation."""
-        hole = await self.open_pinhole(
+    ) -> AsyncIterator[KeptPinhole]:
+        """Open on enter, keep open inside, delete on exit, error or cancellation."""
+        hole = await self.keep_pinhole(
             internal_port, protocol, remote_host=remote_host, remote_port=remote_port, lease=lease
         )
         try:
             yield hole
         finally:
-            try:
-                await self.release(hole)
-            except IGDError as exc:
-                log.warning("could not delete pinhole %d: %s", hole.unique_id, exc)
+            leftover = await self._keeper.release(hole)
+            if leftover is not None:
+                log.warning("could not delete %s: %s", _describe(leftover.subject), leftover.error)
 
     async def __aenter__(self) -> FirewallControl:
         return self
@@ -353,4 +438,5 @@ class FirewallControl:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
+        for leftover in await self.close():
+            log.warning("could not delete %s", leftover)

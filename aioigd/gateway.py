@@ -2,9 +2,9 @@
 
 Action methods map 1:1 to WANIPConnection / WANPPPConnection actions
 (``add_port_mapping`` ↔ ``AddPortMapping``) on the best connection service the
-description offers (WANIPConnection v2 > v1 > WANPPPConnection). The safe,
-renewing mapping flow lives in :mod:`aioigd.mapper` and is reached through
-:meth:`Gateway.map_port` and :meth:`Gateway.mapped`.
+description offers (WANIPConnection v2 > v1 > WANPPPConnection). A Gateway is
+a pure action client: it keeps nothing alive. The safe mapping flow and the
+mappings kept alive live in :class:`aioigd.mapper.PortMapper`, above it.
 """
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ from typing import TYPE_CHECKING
 
 from .errors import (
     ActionNotSupported,
-    IGDError,
     NoSuchEntryInArray,
     PortMappingNotFound,
     RemoteProtocolError,
     SpecifiedArrayIndexInvalid,
     UPnPError,
 )
-from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE, PortMapper
 from .models import (
     ConnectionTypeInfo,
     DeviceDescription,
-    Mapping,
     NATRSIPStatus,
     PortMappingEntry,
     Protocol,
@@ -66,6 +63,10 @@ SAFE_LIST_ENTRIES = 100
 ENUMERATION_WINDOW = 3
 #: Consecutive placeholder entries after which enumeration gives up.
 _MAX_EMPTY_RUN = 64
+#: The description every mapping gets unless the caller says otherwise.
+DEFAULT_DESCRIPTION = "aioigd"
+#: One hour: long enough to survive a missed renewal, short enough to expire after a crash.
+DEFAULT_LEASE = 3600
 _V2_ACTIONS = frozenset({"AddAnyPortMapping", "DeletePortMappingRange", "GetListOfPortMappings"})
 
 
@@ -73,8 +74,7 @@ class Gateway:
     """A UPnP Internet Gateway Device.
 
     Create one with :meth:`from_location` or :func:`aioigd.discover`; use it as
-    an async context manager so its session closes and the mappings it manages
-    are removed.
+    an async context manager so its session closes.
     """
 
     def __init__(
@@ -97,7 +97,6 @@ class Gateway:
         #: The IPv6 firewall-control service, if any.
         self.firewall: Service | None = description.firewall_service()
         self._local_address: str | None = None
-        self.mapper = PortMapper(self)
 
     @classmethod
     async def from_location(
@@ -170,6 +169,7 @@ class Gateway:
             self.location,
             internal_client=internal_client,
             timeout=self.session.timeout if timeout is None else timeout,
+            udn=self.udn,
         )
 
     def local_address(self) -> str:
@@ -421,67 +421,9 @@ class Gateway:
                 entries.append(result)
         return entries
 
-    # -- managed mappings ---------------------------------------------------
-    async def map_port(
-        self,
-        internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
-        *,
-        lease: int = DEFAULT_LEASE,
-        description: str = DEFAULT_DESCRIPTION,
-        internal_client: str | None = None,
-        strict: bool = False,
-        managed: bool = True,
-    ) -> Mapping:
-        """Map a port safely (see :meth:`aioigd.PortMapper.map_port`)."""
-        return await self.mapper.map_port(
-            internal_port,
-            external_port,
-            protocol,
-            lease=lease,
-            description=description,
-            internal_client=internal_client,
-            strict=strict,
-            managed=managed,
-        )
-
-    def mapped(
-        self,
-        internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
-        *,
-        lease: int = DEFAULT_LEASE,
-        description: str = DEFAULT_DESCRIPTION,
-        internal_client: str | None = None,
-        strict: bool = False,
-    ) -> contextlib.AbstractAsyncContextManager[Mapping]:
-        """``async with gateway.mapped(port) as m:`` — renewed inside, removed on exit."""
-        return self.mapper.mapped(
-            internal_port,
-            external_port,
-            protocol,
-            lease=lease,
-            description=description,
-            internal_client=internal_client,
-            strict=strict,
-        )
-
-    async def release(self, mapping: Mapping) -> None:
-        """Stop renewing ``mapping`` and delete it from the gateway."""
-        await self.mapper.release(mapping)
-
-    async def close(self, *, release: bool = True) -> list[tuple[Mapping, IGDError]]:
-        """Release managed mappings (unless ``release=False``) and close the session.
-
-        Returns the mappings that could not be deleted, with the reason.
-        """
-        try:
-            failed = await self.mapper.close(release=release)
-        finally:
-            await self.session.close()
-        return failed
+    async def close(self) -> None:
+        """Close the SOAP session (idempotent)."""
+        await self.session.close()
 
     async def __aenter__(self) -> Gateway:
         return self

@@ -1,4 +1,4 @@
-"""PortMapper: the seed's mapping flow done safely, plus renewal and release.
+"""PortMapper: the seed's mapping flow done safely, and mappings kept alive.
 
 Flow of :meth:`PortMapper.map_port` (seed notes, ``shared/seed``):
 external IP and the mapping table (enumerated once, then cached and kept up
@@ -7,23 +7,30 @@ checked against the table; the mapping is added (another port on conflict
 unless ``strict``; lease 0 on 725); one GetSpecificPortMappingEntry verifies
 it; only then are our own stale entries for the same internal endpoint removed.
 
+:meth:`PortMapper.keep` (and :meth:`PortMapper.mapped`) hand the mapping to a
+:class:`~aioigd.keeper.Keeper`: renewed on the lease the gateway granted,
+checked between renewals (still there? same external address?), re-created
+after a router reboot, found again by its UDN when the router comes back on
+another HTTP port, and every change told to the application as an event.
+
 Invariants: a mapping we may have created is never left behind by a
 cancellation or a transport failure mid-add (we check it is ours, then delete
-it); we never delete an entry whose internal client is not ours; renewal
-tasks belong to this object and are cancelled by :meth:`close`.
+it); we never delete an entry whose internal client is not ours.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Coroutine, Hashable
+from dataclasses import replace
+from types import TracebackType
 from typing import Any, TypeVar
-from typing import Protocol as TypingProtocol
 
+from .discovery import SearchOptions, rediscover
 from .errors import (
     ConflictInMappingEntry,
     ConflictWithOtherMechanisms,
@@ -34,138 +41,145 @@ from .errors import (
     MappingFailed,
     NoSuchEntryInArray,
     OnlyPermanentLeasesSupported,
+    PortInUse,
     UPnPError,
 )
-from .models import Mapping, PortMappingEntry, Protocol, Service
-from .tasks import finish, stop_task
+from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
+from .keeper import CLEANUP_TIMEOUT, EventHub, EventIterator, Keeper, Kept, Leftover, Outcome
+from .lifecycle import Action, Event, effective_lease
+from .models import Mapping, PortMappingEntry, Protocol
+from .proto.ssdp import SSDP_PORT
+from .tasks import stop_task
 
 __all__ = [
     "PortMapper",
-    "PortMappingClient",
+    "KeptMapping",
     "PortInUse",
     "DEFAULT_LEASE",
     "DEFAULT_DESCRIPTION",
-    "renew_delay",
-    "retry_delay",
+    "DEFAULT_CHECK_INTERVAL",
 ]
 
 log = logging.getLogger("aioigd")
 
-#: One hour: long enough to survive a missed renewal, short enough to expire after a crash.
-DEFAULT_LEASE = 3600
-DEFAULT_DESCRIPTION = "aioigd"
-#: How often a permanent (lease 0) mapping is re-asserted, to survive router reboots.
-PERMANENT_RECHECK = 1800.0
+#: Seconds between checks of a kept mapping between renewals (is it still there, what
+#: is the external address): a router reboot or WAN change is noticed within this.
+DEFAULT_CHECK_INTERVAL = 300.0
 #: Seconds the external address is reused across map_port calls: a burst of maps (an
 #: application opening several ports at start) asks for it once, yet it is never stale
 #: for long after a WAN reconnect.
 EXTERNAL_IP_TTL = 10.0
-#: Seconds a cleanup (delete) may take before we give up on it.
-CLEANUP_TIMEOUT = 3.0
+#: Seconds a search for the gateway takes when it stopped answering.
+REDISCOVERY_TIMEOUT = 2.0
 _MAX_PORT_ATTEMPTS = 8
 
 _TableKey = tuple[Protocol, int]
 _T = TypeVar("_T")
 
 
-class PortInUse(MappingFailed):
-    """The wanted external port is held by another client (``strict`` mapping)."""
-
-    def __init__(self, message: str, holder: PortMappingEntry | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-class PortMappingClient(TypingProtocol):
-    """What the mapper needs from a gateway (implemented by :class:`aioigd.Gateway`)."""
+class KeptMapping(Kept[Mapping]):
+    """A port mapping aioigd keeps alive; its fields are those of :attr:`current`."""
 
     @property
-    def location(self) -> str: ...
+    def external_ip(self) -> str | None:
+        """The gateway's external address as last seen (``None``: it has none)."""
+        return self.current.external_ip
+
     @property
-    def is_v2(self) -> bool: ...
+    def external_port(self) -> int:
+        """The external port (may change if the port had to be moved)."""
+        return self.current.external_port
+
     @property
-    def service(self) -> Service: ...
-    def local_address(self) -> str: ...
-    async def get_external_ip_address(self) -> str: ...
-    async def port_mappings(self, *, max_entries: int = ...) -> list[PortMappingEntry]: ...
-    async def add_port_mapping(
-        self,
-        external_port: int,
-        protocol: Protocol | str,
-        internal_port: int,
-        internal_client: str,
-        *,
-        description: str = ...,
-        lease: int = ...,
-        remote_host: str | None = ...,
-        enabled: bool = ...,
-    ) -> None: ...
-    async def add_any_port_mapping(
-        self,
-        external_port: int,
-        protocol: Protocol | str,
-        internal_port: int,
-        internal_client: str,
-        *,
-        description: str = ...,
-        lease: int = ...,
-        remote_host: str | None = ...,
-        enabled: bool = ...,
-    ) -> int: ...
-    async def delete_port_mapping(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = ...
-    ) -> None: ...
-    async def get_specific_port_mapping_entry(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = ...
-    ) -> PortMappingEntry: ...
+    def internal_client(self) -> str:
+        return self.current.internal_client
+
+    @property
+    def internal_port(self) -> int:
+        return self.current.internal_port
+
+    @property
+    def protocol(self) -> Protocol:
+        return self.current.protocol
+
+    @property
+    def lease(self) -> int:
+        """The lease renewals are scheduled by (0 = permanent)."""
+        return self.current.lease
+
+    @property
+    def gateway(self) -> str:
+        """The LOCATION of the gateway that holds it."""
+        return self.current.gateway
+
+    def as_dict(self) -> dict[str, Any]:
+        """The current mapping's fields plus ``state``."""
+        return {**self.current.as_dict(), "state": self.state.value}
+
+    def __repr__(self) -> str:
+        return f"<KeptMapping {self.state.value} {_describe(self.current)}>"
 
 
-def renew_delay(lease: int, *, elapsed: float = 0.0) -> float:
-    """Seconds until a mapping granted ``elapsed`` seconds ago should be renewed.
-
-    Half the lease (at least 1 s before it runs out); permanent mappings are
-    re-asserted every :data:`PERMANENT_RECHECK` seconds so a router reboot is
-    noticed.
-    """
-    if lease <= 0:
-        return max(PERMANENT_RECHECK - elapsed, 0.0)
-    target = max(min(lease / 2, lease - 1.0), 0.5)
-    return max(target - elapsed, 0.0)
-
-
-def retry_delay(failures: int, lease: int) -> float:
-    """Back-off after ``failures`` failed renewals: 2, 4, 8 … s, at least 1 s, at most
-    half the lease (so a short lease still gets several tries)."""
-    ceiling = lease / 2 if lease > 0 else PERMANENT_RECHECK
-    return max(1.0, min(2.0 ** min(failures, 6), ceiling))
-
-
-@dataclass
-class _Managed:
-    mapping: Mapping
-    requested_lease: int
-    task: asyncio.Task[None] | None = None
-    failures: int = 0
-    last_error: IGDError | None = field(default=None)
+def _describe(m: Mapping) -> str:
+    return (
+        f"{m.protocol.value} {m.external_ip or '?'}:{m.external_port} -> "
+        f"{m.internal_client}:{m.internal_port}"
+    )
 
 
 class PortMapper:
-    """Creates, verifies, renews and releases port mappings on one gateway."""
+    """Creates, verifies and keeps port mappings on one gateway.
 
-    def __init__(self, client: PortMappingClient) -> None:
-        self.client = client
+    Args:
+        gateway: the gateway to map on (an action client; not closed by the
+            mapper unless ``own_gateway``).
+        rediscovery: how to look for the gateway again when it stops answering
+            (default: a unicast M-SEARCH to its address and a multicast one).
+        check_interval: seconds between checks of kept mappings between renewals
+            (``None``: only renew).
+        own_gateway: close ``gateway`` on :meth:`close`.
+
+    Use it as an async context manager: leaving it deletes what it keeps.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        rediscovery: SearchOptions | None = None,
+        check_interval: float | None = DEFAULT_CHECK_INTERVAL,
+        own_gateway: bool = False,
+    ) -> None:
+        self.gateway = gateway
+        self.rediscovery = rediscovery
+        self._owned: list[Gateway] = [gateway] if own_gateway else []
         self._table: dict[_TableKey, PortMappingEntry] | None = None
         self._ext_ip: tuple[str | None, float] | None = None
-        self._managed: dict[_TableKey, _Managed] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        self._hub: EventHub[Event[Mapping]] = EventHub()
+        self._keeper: Keeper[Mapping] = Keeper(
+            self, name=f"aioigd-keeper-{gateway.host}", check_interval=check_interval, hub=self._hub
+        )
+
+    # -- Backend (for the keeper) -------------------------------------------------
+    @property
+    def location(self) -> str:
+        """The current gateway's LOCATION."""
+        return self.gateway.location
+
+    def endpoint(self, subject: Mapping) -> Hashable:
+        return (subject.external_ip, subject.external_port)
+
+    def describe(self, subject: Mapping) -> str:
+        return _describe(subject)
 
     # -- table cache --------------------------------------------------------
     async def table(self, *, refresh: bool = False) -> dict[_TableKey, PortMappingEntry]:
         """The gateway's mapping table, enumerated once and then kept in step."""
         if self._table is None or refresh:
             try:
-                entries = await self.client.port_mappings()
+                entries = await self.gateway.port_mappings()
             except UPnPError as exc:
                 # Listing is an optimisation (conflicts are retried on 718 anyway); a
                 # gateway that will not list (606 without NewManage rights) still maps.
@@ -193,9 +207,11 @@ class PortMapper:
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
-        managed: bool = True,
     ) -> Mapping:
-        """Map ``internal_port`` on this host (or ``internal_client``) and verify it.
+        """Map ``internal_port`` on this host (or ``internal_client``) and verify it, once.
+
+        The mapping is not renewed: it stays until its lease ends (like ``upnpc -a``).
+        Use :meth:`keep` or :meth:`mapped` to keep it alive.
 
         Args:
             internal_port: the local port to expose.
@@ -207,10 +223,10 @@ class PortMapper:
             internal_client: the LAN address to forward to (default: this host's
                 address towards the gateway).
             strict: fail with :class:`PortInUse` instead of choosing another port.
-            managed: renew in the background until :meth:`release`/:meth:`close`.
 
         Returns:
-            The verified :class:`Mapping`.
+            The verified :class:`Mapping`; its ``lease`` is what renewals would be
+            scheduled by (the requested lease when the gateway reports 0).
 
         Raises:
             PortInUse: ``strict`` and the port is held by another client.
@@ -218,6 +234,70 @@ class PortMapper:
                 or no free port was found.
             UPnPError: any other fault.
         """
+        mapping, _ = await self._map(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+        return mapping
+
+    async def keep(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+    ) -> KeptMapping:
+        """Map like :meth:`map_port`, then keep the mapping alive until released.
+
+        With ``strict`` the external port never changes: if another host takes it,
+        the mapping ends ``failed`` instead of moving to another port.
+        """
+        mapping, granted = await self._map(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+        for old in self._keeper.kept():
+            if (old.current.protocol, old.current.external_port) == (
+                mapping.protocol,
+                mapping.external_port,
+            ):
+                self._keeper.forget(old)  # the same mapping again: keep one
+        kept = self._keeper.keep(
+            mapping,
+            requested_lease=0 if mapping.permanent_only else lease,
+            granted_lease=granted,
+            strict=strict,
+            cls=KeptMapping,
+        )
+        assert isinstance(kept, KeptMapping)
+        return kept
+
+    async def _map(
+        self,
+        internal_port: int,
+        external_port: int | None,
+        protocol: Protocol | str,
+        *,
+        lease: int,
+        description: str,
+        internal_client: str | None,
+        strict: bool,
+    ) -> tuple[Mapping, int]:
+        """The seed flow; returns the mapping and the lease the gateway reported."""
         if self._closed:
             raise RuntimeError("this PortMapper is closed")
         proto = Protocol.parse(protocol)
@@ -227,7 +307,7 @@ class PortMapper:
             raise ValueError(f"external_port must be in 1..65535, not {external_port!r}")
         if not isinstance(lease, int) or lease < 0:
             raise ValueError(f"lease must be whole seconds >= 0, not {lease!r}")
-        client_ip = internal_client or self.client.local_address()
+        client_ip = internal_client or self.gateway.local_address()
         wanted = external_port or internal_port
 
         async with self._lock:
@@ -253,35 +333,27 @@ class PortMapper:
                 # The caller will never see this mapping: do not leave it behind.
                 await self._cleanup_uncertain(proto, port, client_ip)
                 raise
+            reported = entry.lease
             mapping = Mapping(
                 external_ip=ext_ip,
                 external_port=port,
                 internal_client=client_ip,
                 internal_port=internal_port,
                 protocol=proto,
-                lease=entry.lease if entry.lease or granted_lease else 0,
+                lease=effective_lease(granted_lease, reported),
                 description=description,
-                gateway=self.client.location,
+                gateway=self.gateway.location,
                 permanent_only=permanent_only,
             )
-            if managed:
-                previous = self._managed.pop((proto, port), None)
-                if previous is not None and previous.task is not None:
-                    await stop_task(previous.task)  # the same mapping again: one renewal
-                record = _Managed(mapping, granted_lease)
-                self._managed[(proto, port)] = record
-                record.task = asyncio.create_task(
-                    self._renew_loop(record), name=f"aioigd-renew-{proto.value}-{port}"
-                )
-            return mapping
+            return mapping, reported
 
-    async def _external_ip(self) -> str | None:
+    async def _external_ip(self, *, max_age: float = EXTERNAL_IP_TTL) -> str | None:
         loop = asyncio.get_running_loop()
         cached = self._ext_ip
-        if cached is not None and loop.time() - cached[1] < EXTERNAL_IP_TTL:
+        if cached is not None and loop.time() - cached[1] < max_age:
             return cached[0]
         try:
-            address: str | None = await self.client.get_external_ip_address()
+            address: str | None = await self.gateway.get_external_ip_address()
         except ExternalIPUnavailable:
             address = None
         self._ext_ip = (address, loop.time())
@@ -307,12 +379,12 @@ class PortMapper:
             and e.internal_client == client_ip
             and e.internal_port == internal_port
             and e.description == description
-            and (p, port) not in self._managed
+            and not self._is_kept(proto, port)
         ]
         for entry in stale:
             log.info("removing our stale mapping %s %d", proto.value, entry.external_port)
             try:
-                await self.client.delete_port_mapping(entry.external_port, proto)
+                await self.gateway.delete_port_mapping(entry.external_port, proto)
             except NoSuchEntryInArray:
                 pass
             except IGDError as exc:  # best effort: the new mapping already works
@@ -366,13 +438,13 @@ class PortMapper:
                 self._remember(
                     PortMappingEntry(port, proto, 0, "?", description="(held by another client)")
                 )
-        if self.client.is_v2 and not strict:
+        if self.gateway.is_v2 and not strict:
             # Let the gateway choose (AddAnyPortMapping, WANIPConnection:2 §2.5.16).
             port = await self._guarded(
                 proto,
                 wanted,
                 client_ip,
-                self.client.add_any_port_mapping(
+                self.gateway.add_any_port_mapping(
                     wanted, proto, internal_port, client_ip, description=description, lease=lease
                 ),
             )
@@ -394,7 +466,7 @@ class PortMapper:
                 proto,
                 port,
                 client_ip,
-                self.client.add_port_mapping(
+                self.gateway.add_port_mapping(
                     port, proto, internal_port, client_ip, description=description, lease=lease
                 ),
             )
@@ -409,7 +481,7 @@ class PortMapper:
                 proto,
                 port,
                 client_ip,
-                self.client.add_port_mapping(
+                self.gateway.add_port_mapping(
                     port, proto, internal_port, client_ip, description=description, lease=0
                 ),
             )
@@ -428,9 +500,9 @@ class PortMapper:
     async def _cleanup_uncertain(self, proto: Protocol, port: int, client_ip: str) -> None:
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                entry = await self.client.get_specific_port_mapping_entry(port, proto)
+                entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
                 if entry.internal_client == client_ip:
-                    await self.client.delete_port_mapping(port, proto)
+                    await self.gateway.delete_port_mapping(port, proto)
                     self._forget(proto, port)
         except (IGDError, TimeoutError, asyncio.CancelledError) as exc:
             log.debug("cleanup of %s %d after an interrupted add: %r", proto.value, port, exc)
@@ -454,110 +526,207 @@ class PortMapper:
 
     async def _guarded_verify(self, proto: Protocol, port: int, client_ip: str) -> PortMappingEntry:
         try:
-            return await self.client.get_specific_port_mapping_entry(port, proto)
+            return await self.gateway.get_specific_port_mapping_entry(port, proto)
         except BaseException as exc:
             if not isinstance(exc, UPnPError):
                 await self._cleanup_uncertain(proto, port, client_ip)
             raise
 
-    # -- renewal ------------------------------------------------------------
-    async def renew(self, mapping: Mapping) -> Mapping:
-        """Re-add ``mapping`` now (extends its lease; re-creates it after a router reboot)."""
-        record = self._managed.get((mapping.protocol, mapping.external_port))
-        requested = record.requested_lease if record else mapping.lease
-        await self.client.add_port_mapping(
-            mapping.external_port,
-            mapping.protocol,
-            mapping.internal_port,
-            mapping.internal_client,
-            description=mapping.description,
-            lease=requested,
+    # -- keeping (the keeper's backend) -----------------------------------------
+    def _is_kept(self, proto: Protocol, port: int) -> bool:
+        return any(
+            k.current.protocol is proto and k.current.external_port == port
+            for k in self._keeper.kept()
         )
-        renewed = replace(mapping, lease=requested)
-        if record is not None:
-            record.mapping = renewed
-        self._remember(
-            PortMappingEntry(
-                mapping.external_port,
-                mapping.protocol,
-                mapping.internal_port,
-                mapping.internal_client,
-                description=mapping.description,
-                lease=requested,
-            )
-        )
-        return renewed
 
-    async def _renew_loop(self, record: _Managed) -> None:
-        loop = asyncio.get_running_loop()
-        granted_at = loop.time()
-        while True:
-            if record.failures:
-                delay = retry_delay(record.failures, record.mapping.lease)
-            else:
-                delay = renew_delay(record.mapping.lease, elapsed=loop.time() - granted_at)
-            await asyncio.sleep(delay)
-            try:
-                await self.renew(record.mapping)
-                record.failures, record.last_error = 0, None
-                granted_at = loop.time()
-            except IGDError as exc:
-                record.failures += 1
-                record.last_error = exc
-                log.warning("renewing %s failed (%s); retrying", record.mapping.external_port, exc)
+    async def refresh(self, kept: Kept[Mapping], action: Action) -> Outcome[Mapping]:
+        """Renew or check one kept mapping (see :class:`~aioigd.keeper.Backend`).
 
-    def active(self) -> list[Mapping]:
-        """The managed mappings, as last renewed."""
-        return [r.mapping for r in self._managed.values()]
-
-    # -- release ------------------------------------------------------------
-    async def release(self, mapping: Mapping, *, timeout: float = CLEANUP_TIMEOUT) -> None:
-        """Stop renewing ``mapping`` and delete it (within ``timeout`` seconds).
-
-        A cancellation during the delete lets it finish first (bounded), so a
-        Ctrl-C at this point still leaves nothing on the gateway.
+        A check asks whether the entry is still ours and what the external address
+        is; a renewal also re-adds it. An entry the gateway forgot (reboot) is
+        re-added either way; one another host took moves to another port, or
+        ends the mapping (``PortInUse``) when it is strict.
         """
-        await finish(self._release(mapping, timeout), timeout)
-
-    async def _release(self, mapping: Mapping, timeout: float) -> None:
-        key = (mapping.protocol, mapping.external_port)
-        record = self._managed.pop(key, None)
-        if record is not None and record.task is not None:
-            await stop_task(record.task)
+        m = kept.current
+        gw = self.gateway
+        ext_task = asyncio.ensure_future(self._external_ip(max_age=0.0))
         try:
-            async with asyncio.timeout(timeout):
-                await self.client.delete_port_mapping(mapping.external_port, mapping.protocol)
+            try:
+                entry: PortMappingEntry | None = await gw.get_specific_port_mapping_entry(
+                    m.external_port, m.protocol
+                )
+            except NoSuchEntryInArray:
+                entry = None
+            if entry is not None and (entry.internal_client, entry.internal_port) != (
+                m.internal_client,
+                m.internal_port,
+            ):
+                return await self._move(kept, entry)
+            granted: int | None = None
+            if entry is None or action is Action.RENEW:
+                requested = 0 if m.permanent_only else kept.requested_lease
+                try:
+                    granted = await self._add_one(
+                        m.protocol,
+                        m.external_port,
+                        m.internal_port,
+                        m.internal_client,
+                        m.description,
+                        requested,
+                    )
+                except (ConflictInMappingEntry, ConflictWithOtherMechanisms):
+                    return await self._move(kept, None)
+                self._remember(
+                    PortMappingEntry(
+                        m.external_port,
+                        m.protocol,
+                        m.internal_port,
+                        m.internal_client,
+                        description=m.description,
+                        lease=granted,
+                    )
+                )
+            ext_ip = await ext_task
+        finally:
+            if not ext_task.done():
+                await stop_task(ext_task)
+            elif not ext_task.cancelled():
+                ext_task.exception()
+        lease = m.lease if granted is None else effective_lease(kept.requested_lease, granted)
+        subject = replace(m, external_ip=ext_ip, lease=lease, gateway=gw.location)
+        return Outcome(subject, granted, recreated=entry is None)
+
+    async def _move(self, kept: Kept[Mapping], holder: PortMappingEntry | None) -> Outcome[Mapping]:
+        m = kept.current
+        who = f"{holder.internal_client}:{holder.internal_port}" if holder else "another client"
+        if kept.strict:
+            raise PortInUse(f"{m.protocol.value} port {m.external_port} was taken by {who}", holder)
+        log.info(
+            "%s port %d was taken by %s; mapping another", m.protocol.value, m.external_port, who
+        )
+        self._table = None  # what we knew of the table is out of date
+        moved, granted = await self._map(
+            m.internal_port,
+            m.external_port,
+            m.protocol,
+            lease=kept.requested_lease,
+            description=m.description,
+            internal_client=m.internal_client,
+            strict=False,
+        )
+        return Outcome(moved, granted, recreated=True)
+
+    async def remove(self, subject: Mapping, *, verify: bool = False) -> None:
+        """Delete one of our mappings (already gone is fine); with ``verify`` only if
+        the gateway still forwards it to our internal client."""
+        try:
+            if verify:
+                entry = await self.gateway.get_specific_port_mapping_entry(
+                    subject.external_port, subject.protocol
+                )
+                if (entry.internal_client, entry.internal_port) != (
+                    subject.internal_client,
+                    subject.internal_port,
+                ):
+                    return
+            await self.gateway.delete_port_mapping(subject.external_port, subject.protocol)
         except NoSuchEntryInArray:
             pass
-        except TimeoutError:
-            raise IGDConnectionError(
-                f"deleting {mapping.protocol.value} {mapping.external_port} timed out"
-            ) from None
-        self._forget(mapping.protocol, mapping.external_port)
+        self._forget(subject.protocol, subject.external_port)
 
-    async def close(self, *, release: bool = True) -> list[tuple[Mapping, IGDError]]:
-        """Stop every renewal; delete every managed mapping unless ``release=False``.
+    async def reconnect(self) -> bool:
+        """Find the gateway again by its UDN; a new LOCATION (new HTTP port after a
+        reboot) gives a new :class:`Gateway` that every later request goes to."""
+        old = self.gateway
+        if not old.udn:
+            return False
+        found = await rediscover(old.udn, self._rediscovery_options())
+        if found.location == old.location:
+            await found.close()
+            return True
+        log.info("%s is back at %s", old.udn, found.location)
+        self.gateway = found
+        self._owned.append(found)
+        self._table = None
+        self._ext_ip = None
+        if old in self._owned:
+            self._owned.remove(old)
+            await old.close()
+        return True
 
-        Never raises for a gateway that is gone: the mappings that could not be
-        deleted are returned with the reason.
+    def _rediscovery_options(self) -> SearchOptions:
+        if self.rediscovery is not None:
+            return dataclasses.replace(self.rediscovery, refused=[])
+        host = self.gateway.host
+        v6 = ":" in host
+        return SearchOptions(
+            timeout=REDISCOVERY_TIMEOUT,
+            multicast=True,
+            default_gateways=False,
+            unicast=[(host, SSDP_PORT)],
+            http_timeout=self.gateway.session.timeout,
+            ipv4=not v6,
+            ipv6=v6,
+        )
+
+    # -- the application's view ------------------------------------------------
+    def kept(self) -> list[KeptMapping]:
+        """The mappings being kept, in creation order."""
+        return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
+
+    def active(self) -> list[Mapping]:
+        """The kept mappings' current values."""
+        return [k.current for k in self._keeper.kept()]
+
+    def events(self) -> EventIterator[Event[Mapping]]:
+        """Events of every mapping kept from now on, until :meth:`close`."""
+        return self._hub.subscribe()
+
+    async def release(
+        self, mapping: Kept[Mapping] | Mapping, *, timeout: float = CLEANUP_TIMEOUT
+    ) -> None:
+        """Stop keeping ``mapping`` and delete it (within ``timeout`` seconds).
+
+        Takes a kept mapping or a :class:`Mapping` value (kept or from
+        :meth:`map_port`). A cancellation during the delete lets it finish first
+        (bounded), so a Ctrl-C here still leaves nothing on the gateway.
+
+        Raises:
+            IGDError: the deletion failed (the gateway is gone, or timed out).
+        """
+        if isinstance(mapping, Kept):
+            leftover = await self._keeper.release(mapping, timeout=timeout)
+        else:
+            kept = next(
+                (
+                    k
+                    for k in self._keeper.kept()
+                    if (k.current.protocol, k.current.external_port)
+                    == (mapping.protocol, mapping.external_port)
+                ),
+                None,
+            )
+            if kept is not None:
+                leftover = await self._keeper.release(kept, timeout=timeout)
+            else:
+                leftover = await self._keeper.delete(mapping, timeout=timeout)
+        if leftover is not None:
+            raise leftover.error
+
+    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+        """Stop keeping; delete every kept mapping unless ``release=False``.
+
+        Never raises for a gateway that is gone: what could not be deleted is
+        returned, with the reason. Closes the gateways the mapper owns.
         """
         self._closed = True
-        records = list(self._managed.values())
-        for record in records:
-            if record.task is not None:
-                await stop_task(record.task)
-        failed: list[tuple[Mapping, IGDError]] = []
-        if release:
-            results = await asyncio.gather(
-                *(self.release(r.mapping) for r in records), return_exceptions=True
-            )
-            for record, result in zip(records, results, strict=True):
-                if isinstance(result, IGDError):
-                    failed.append((record.mapping, result))
-                elif isinstance(result, BaseException):
-                    raise result
-        self._managed.clear()
-        return failed
+        try:
+            return await self._keeper.close(release=release)
+        finally:
+            self._hub.close()
+            owned, self._owned = self._owned, []
+            for gw in owned:
+                await gw.close()
 
     @contextlib.asynccontextmanager
     async def mapped(
@@ -570,9 +739,9 @@ class PortMapper:
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
-    ) -> AsyncIterator[Mapping]:
-        """Map on enter, renew while inside, delete on exit, error or cancellation."""
-        mapping = await self.map_port(
+    ) -> AsyncIterator[KeptMapping]:
+        """Map on enter, keep alive inside, delete on exit, error or cancellation."""
+        kept = await self.keep(
             internal_port,
             external_port,
             protocol,
@@ -582,9 +751,20 @@ class PortMapper:
             strict=strict,
         )
         try:
-            yield mapping
+            yield kept
         finally:
-            try:
-                await self.release(mapping)
-            except IGDError as exc:
-                log.warning("could not delete %s: %s", mapping, exc)
+            leftover = await self._keeper.release(kept)
+            if leftover is not None:
+                log.warning("could not delete %s: %s", _describe(leftover.subject), leftover.error)
+
+    async def __aenter__(self) -> PortMapper:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for leftover in await self.close():
+            log.warning("could not delete %s", leftover)

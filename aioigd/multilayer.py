@@ -8,9 +8,13 @@ M-SEARCH to every hop at once, the nearest answering hop wins) or in the
 caller's per-layer ``via`` list, and the port is mapped there with the
 previous layer's external address and port as internal client and port.
 
-Each layer's mapping is managed by its gateway's :class:`~aioigd.PortMapper`
-(renewed, re-added after a router reboot). Release goes outermost first,
-innermost last, also on error and on cancellation; a layer that failed
+Each layer's mapping is kept by its own :class:`~aioigd.PortMapper` (renewed,
+re-added after a router reboot, its router found again on a new HTTP port).
+When a layer's external endpoint changes (a new external address, or a new
+port after recovery), the layer above it is mapped again to forward to the
+new endpoint, and so on up. :meth:`MultiLayerMapper.events` tells the
+application about every layer (:class:`LayerEvent`). Release goes outermost
+first, innermost last, also on error and on cancellation; a layer that failed
 leaves nothing behind, and layers below it stay as a partial result.
 """
 
@@ -26,13 +30,16 @@ from typing import Any, Literal
 
 from .discovery import SearchOptions, discover
 from .errors import IGDError
-from .gateway import Gateway
-from .mapper import DEFAULT_DESCRIPTION, DEFAULT_LEASE
+from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
+from .keeper import EventHub, EventIterator, Leftover, merged
+from .lifecycle import Event, ExternalAddressChanged, Recovered, State
+from .mapper import KeptMapping, PortMapper
 from .models import Mapping, Protocol, is_global_address
 from .proto.ssdp import SSDP_PORT
+from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
 
-__all__ = ["MultiLayerMapper", "LayeredMapping", "MAX_LAYERS"]
+__all__ = ["MultiLayerMapper", "LayeredMapping", "LayerEvent", "MAX_LAYERS"]
 
 log = logging.getLogger("aioigd")
 
@@ -84,10 +91,32 @@ class LayeredMapping:
         return out
 
 
+@dataclass(frozen=True)
+class LayerEvent:
+    """An event of one layer's mapping (``layer`` counts from 1, the host's router)."""
+
+    layer: int
+    event: Event[Mapping]
+
+    @property
+    def name(self) -> str:
+        """The event's name (``renewed``, ``lost``, ``recovered`` …)."""
+        return self.event.name
+
+    @property
+    def mapping(self) -> Mapping:
+        """The layer's mapping after the event."""
+        return self.event.subject
+
+
 @dataclass
 class _State:
-    gateways: list[Gateway] = field(default_factory=list)
-    mappings: list[Mapping] = field(default_factory=list)
+    #: One per layer whose gateway was found (a failed layer's too, to close it).
+    mappers: list[PortMapper] = field(default_factory=list)
+    kept: list[KeptMapping] = field(default_factory=list)
+    complete: bool = True
+    stopped_at: int | None = None
+    reason: str = ""
 
 
 class MultiLayerMapper:
@@ -106,6 +135,10 @@ class MultiLayerMapper:
         probe_target: where the traceroute probes are aimed; ``None`` disables
             tracing, so only ``via`` hints are followed above layer 1.
         search: discovery options for layer 1 (default: multicast + default gateways).
+        rediscovery: how to find layer 1's gateway again when it stops answering
+            (default: unicast to its address and multicast); an upper layer found by
+            an SSDP hint or a traced hop is searched for at that address again.
+        check_interval: seconds between checks of each layer between renewals.
         timeout: seconds to wait for each layer's gateway to answer.
         http_timeout: per-request timeout.
     """
@@ -125,6 +158,8 @@ class MultiLayerMapper:
         search: SearchOptions | None = None,
         timeout: float = 2.0,
         http_timeout: float = 5.0,
+        rediscovery: SearchOptions | None = None,
+        check_interval: float | None = 300.0,
     ) -> None:
         if layers != "auto" and not (isinstance(layers, int) and 1 <= layers <= MAX_LAYERS):
             raise ValueError(f"layers must be 'auto' or 1..{MAX_LAYERS}, not {layers!r}")
@@ -142,9 +177,15 @@ class MultiLayerMapper:
         self.search = search
         self.timeout = timeout
         self.http_timeout = http_timeout
+        self.rediscovery = rediscovery
+        self.check_interval = check_interval
         self.result: LayeredMapping | None = None
         self._state = _State()
         self._probes: list[asyncio.Task[_Probe]] | None = None
+        self._hub: EventHub[LayerEvent] = EventHub()
+        self._watcher: asyncio.Task[None] | None = None
+        #: Per layer: the SSDP target it was found at (for finding it again).
+        self._found_at: dict[Gateway, tuple[str, int]] = {}
 
     # -- finding gateways ------------------------------------------------------
     def _hint(self, layer: int) -> str | None:
@@ -153,7 +194,8 @@ class MultiLayerMapper:
     async def _from_hint(self, hint: str) -> Gateway:
         if hint.startswith(("http://", "https://")):
             return await Gateway.from_location(hint, timeout=self.http_timeout)
-        return await discover(
+        host, _, port = hint.rpartition(":") if hint.count(":") == 1 else (hint, "", "")
+        gw = await discover(
             SearchOptions(
                 timeout=self.timeout,
                 multicast=False,
@@ -162,6 +204,8 @@ class MultiLayerMapper:
                 http_timeout=self.http_timeout,
             )
         )
+        self._found_at[gw] = (host, int(port) if port.isdigit() else SSDP_PORT)
+        return gw
 
     async def _first_gateway(self) -> Gateway:
         hint = self._hint(1)
@@ -202,7 +246,7 @@ class MultiLayerMapper:
             if host is None:
                 continue
             if gw is None or any(
-                g.host == host or (gw.udn and g.udn == gw.udn) for g in self._state.gateways
+                g.host == host or (gw.udn and g.udn == gw.udn) for g in self.gateways
             ):
                 tried.append(host)
                 continue
@@ -230,13 +274,30 @@ class MultiLayerMapper:
             return not is_global_address(mapping.external_ip)
         return True
 
+    def _mapper(self, gw: Gateway, layer: int) -> PortMapper:
+        rediscovery = self.rediscovery if layer == 1 else None
+        found_at = self._found_at.get(gw)
+        if rediscovery is None and found_at is not None:
+            rediscovery = SearchOptions(
+                timeout=self.timeout,
+                multicast=False,
+                default_gateways=False,
+                unicast=[found_at],
+                http_timeout=self.http_timeout,
+            )
+        mapper = PortMapper(
+            gw, rediscovery=rediscovery, check_interval=self.check_interval, own_gateway=True
+        )
+        self._state.mappers.append(mapper)
+        return mapper
+
     async def map(self) -> LayeredMapping:
         """Map every layer; returns a complete or partial :class:`LayeredMapping`.
 
         Raises only when layer 1 cannot be mapped at all (nothing was created).
         On cancellation every layer already mapped is released before re-raising.
         """
-        if self._state.mappings:
+        if self._state.kept:
             raise RuntimeError("already mapped; release() first")
         state = self._state
         target = self.probe_target
@@ -247,9 +308,8 @@ class MultiLayerMapper:
             # for layer 1's address: a host behind one router sends no probes at all.)
             self._probes = self._start_probes(target)
         try:
-            gw = await self._first_gateway()
-            state.gateways.append(gw)
-            mapping = await gw.map_port(
+            mapper = self._mapper(await self._first_gateway(), 1)
+            kept = await mapper.keep(
                 self.internal_port,
                 None,
                 self.protocol,
@@ -257,63 +317,151 @@ class MultiLayerMapper:
                 description=self.description,
                 internal_client=self.internal_client,
             )
-            state.mappings.append(mapping)
+            state.kept.append(kept)
             layer = 1
-            while self._keep_climbing(layer, mapping):
+            while self._keep_climbing(layer, kept.current):
                 layer += 1
-                if mapping.external_ip is None:
-                    return self._partial(layer, f"layer {layer - 1} reports no external address")
+                below = kept.current
+                if below.external_ip is None:
+                    return self._finish(layer, f"layer {layer - 1} reports no external address")
                 try:
                     gw = await self._next_gateway(layer)
                 except IGDError as exc:
-                    return self._partial(layer, f"no gateway found: {exc}")
-                state.gateways.append(gw)
+                    return self._finish(layer, f"no gateway found: {exc}")
+                mapper = self._mapper(gw, layer)
                 try:
-                    mapping = await gw.map_port(
-                        mapping.external_port,
-                        mapping.external_port,
+                    kept = await mapper.keep(
+                        below.external_port,
+                        below.external_port,
                         self.protocol,
                         lease=self.lease,
                         description=self.description,
-                        internal_client=mapping.external_ip,
+                        internal_client=below.external_ip,
                     )
                 except IGDError as exc:
-                    return self._partial(layer, f"mapping at {gw.host} failed: {exc}")
-                state.mappings.append(mapping)
-            self.result = LayeredMapping(tuple(state.mappings))
-            return self.result
+                    return self._finish(layer, f"mapping at {gw.host} failed: {exc}")
+                state.kept.append(kept)
+            return self._finish()
         except BaseException:
             await self.release()
             raise
         finally:
             await self._close_probes()
 
-    def _partial(self, layer: int, reason: str) -> LayeredMapping:
-        log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
-        self.result = LayeredMapping(
-            tuple(self._state.mappings), complete=False, stopped_at=layer, reason=reason
-        )
+    def _finish(self, layer: int | None = None, reason: str = "") -> LayeredMapping:
+        if layer is not None:
+            log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
+            self._state.complete, self._state.stopped_at = False, layer
+            self._state.reason = reason
+        self._update_result()
+        self._watcher = asyncio.create_task(self._watch(), name="aioigd-multilayer")
+        assert self.result is not None
         return self.result
+
+    def _update_result(self) -> None:
+        st = self._state
+        self.result = LayeredMapping(
+            tuple(k.current for k in st.kept),
+            complete=st.complete,
+            stopped_at=st.stopped_at,
+            reason=st.reason,
+        )
+
+    # -- keeping every layer in step ------------------------------------------------
+    def events(self) -> EventIterator[LayerEvent]:
+        """Events of every layer from now on (also those of re-mapped upper layers),
+        until :meth:`close`: ``async for event in mapper.events(): ...``."""
+        return self._hub.subscribe()
+
+    async def _watch(self) -> None:
+        async def tagged(layer: int, it: EventIterator[Event[Mapping]]) -> Any:
+            async for event in it:
+                yield LayerEvent(layer, event)
+
+        streams = [tagged(i, m.events()) for i, m in enumerate(self._state.mappers, 1)]
+        async for item in merged(*streams):
+            assert isinstance(item, LayerEvent)
+            self._update_result()
+            self._hub.publish(item)
+            if isinstance(item.event, ExternalAddressChanged | Recovered):
+                await self._follow(item.layer)
+
+    async def _follow(self, layer: int) -> None:
+        """Re-map the layers above ``layer`` while they forward to a stale endpoint."""
+        st = self._state
+        while layer < len(st.kept):
+            below, above = st.kept[layer - 1], st.kept[layer]
+            if below.state not in (State.ACTIVE, State.RECOVERED, State.RENEWING):
+                return
+            if (above.internal_client, above.internal_port) == (
+                below.external_ip,
+                below.external_port,
+            ) or below.external_ip is None:
+                return
+            log.info(
+                "layer %d moved to %s:%d; mapping layer %d again",
+                layer,
+                below.external_ip,
+                below.external_port,
+                layer + 1,
+            )
+            before = (above.external_ip, above.external_port)
+            mapper = st.mappers[layer]
+            try:
+                await above.release()
+            except IGDError as exc:
+                log.info("could not delete layer %d's old mapping: %s", layer + 1, exc)
+            try:
+                kept = await mapper.keep(
+                    below.external_port,
+                    below.external_port,
+                    self.protocol,
+                    lease=self.lease,
+                    description=self.description,
+                    internal_client=below.external_ip,
+                )
+            except IGDError as exc:
+                log.warning("layer %d could not be mapped again: %s", layer + 1, exc)
+                del st.kept[layer:]
+                st.complete, st.stopped_at = False, layer + 1
+                st.reason = f"re-mapping at {mapper.gateway.host} failed: {exc}"
+                self._update_result()
+                return
+            st.kept[layer] = kept
+            self._update_result()
+            if (kept.external_ip, kept.external_port) == before:
+                return
+            layer += 1
 
     @property
     def gateways(self) -> list[Gateway]:
         """The gateway of each mapped layer (and of a failed one), inside out."""
-        return list(self._state.gateways)
+        return [m.gateway for m in self._state.mappers]
 
-    async def release(self) -> list[tuple[Mapping, IGDError]]:
+    @property
+    def kept(self) -> list[KeptMapping]:
+        """Each layer's kept mapping, inside out."""
+        return list(self._state.kept)
+
+    async def release(self) -> list[Leftover[Mapping]]:
         """Delete every layer, outermost first, and close the gateways.
 
         Returns what could not be deleted (the gateway was gone), never raises for it.
         """
         return await self.close(release=True)
 
-    async def close(self, *, release: bool = True) -> list[tuple[Mapping, IGDError]]:
+    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
         """Stop renewing and close the gateways; ``release=False`` leaves the
         mappings on the routers until their leases run out."""
-        failed: list[tuple[Mapping, IGDError]] = []
-        for gw in reversed(self._state.gateways):
-            failed += await gw.close(release=release)
+        if self._watcher is not None:
+            await stop_task(self._watcher)
+            self._watcher = None
+        failed: list[Leftover[Mapping]] = []
+        for mapper in reversed(self._state.mappers):
+            failed += await mapper.close(release=release)
         self._state = _State()
+        self._hub.close()
+        self._hub = EventHub()
         return failed
 
     async def __aenter__(self) -> LayeredMapping:
@@ -325,6 +473,5 @@ class MultiLayerMapper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        failed = await self.release()
-        for mapping, error in failed:
-            log.warning("could not delete %s at %s: %s", mapping, mapping.gateway, error)
+        for leftover in await self.release():
+            log.warning("could not delete %s", leftover)

@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from .discovery import SearchOptions, discover
 from .errors import IGDError
-from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl
+from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl, KeptPinhole
 from .gateway import Gateway
-from .models import Pinhole, Protocol
+from .keeper import Leftover
+from .models import Mapping, Pinhole, Protocol
 from .multilayer import LayeredMapping, MultiLayerMapper
 from .traceroute import DEFAULT_PROBE_TARGET
 
@@ -93,6 +94,8 @@ class ReachablePort:
         )
         self._gateway6: Gateway | None = None
         self._firewall: FirewallControl | None = None
+        #: The kept IPv6 pinhole once opened.
+        self.pinhole: KeptPinhole | None = None
 
     async def _open_ipv6(self) -> Pinhole:
         if self.ipv6_gateway:
@@ -102,7 +105,8 @@ class ReachablePort:
         self._gateway6 = gw
         self._firewall = gw.firewall_control(internal_client=self.ipv6_client)
         lease = min(max(self.lease, 1), 86400) if self.lease else DEFAULT_PINHOLE_LEASE
-        return await self._firewall.open_pinhole(self.port, self.protocol, lease=lease)
+        self.pinhole = await self._firewall.keep_pinhole(self.port, self.protocol, lease=lease)
+        return self.pinhole.current
 
     async def open(self) -> Reachability:
         """Open both parts concurrently; an error in one is reported, not raised."""
@@ -130,17 +134,18 @@ class ReachablePort:
             ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
         )
 
-    async def close(self, *, release: bool = True) -> list[str]:
-        """Stop renewing; remove both parts unless ``release=False``. Returns failures."""
-        failed = [f"{m.gateway}: {e}" for m, e in await self.mapper.close(release=release)]
+    async def close(self, *, release: bool = True) -> list[Leftover[Mapping] | Leftover[Pinhole]]:
+        """Stop renewing; remove both parts unless ``release=False``.
+
+        Returns what could not be removed, with the reason.
+        """
+        failed: list[Leftover[Mapping] | Leftover[Pinhole]] = []
+        failed += await self.mapper.close(release=release)
         if self._firewall is not None:
-            failed += [
-                f"pinhole {p.unique_id}: {e}"
-                for p, e in await self._firewall.close(release=release)
-            ]
+            failed += await self._firewall.close(release=release)
             self._firewall = None
         if self._gateway6 is not None:
-            await self._gateway6.close(release=release)
+            await self._gateway6.close()
             self._gateway6 = None
         return failed
 

@@ -13,6 +13,12 @@ IPv4 address plan (why: /work/shared/lab-notes.md):
   or miniupnpd exits), joined by /32 device routes; r_(k+1) listens with ``listening_ip=10.0.k.1/1``
   so that 31.0.k.2 counts as a LAN peer.
 - rN ``wan`` 33.0.0.1/24, outside ``eth0`` 33.0.0.2/24. The outside has no default route.
+- ``Lab.change_wan_ip(k)`` moves r_k's WAN address to another host of the same /24 (31.0.k.3,
+  31.0.k.4, ...; 33.0.0.3, 33.0.0.4, ... for rN), so the outside keeps reaching rN through its
+  connected /24 and only r_(k+1)'s /32 device route has to move. r_(k+1)'s miniupnpd allows the
+  whole link /24 (31.0.k.0/24), not just 31.0.k.2: it reads its config at start only.
+- ``Lab.restart_miniupnpd(k, http_port=P)`` reboots r_k's miniupnpd on another HTTP port (5000 at
+  first); ``Lab.new_http_port(k)`` picks a free one.
 
 IPv6 (``Lab(1, ipv6=True)``, one router only), for WANIPv6FirewallControl pinholes:
 
@@ -47,7 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -363,10 +369,18 @@ class Lab:
         return self._ip6("outside_ip6", self._wan6)
 
     def router(self, k: int) -> Router:
-        """Router ``k``, counted from 1 next to the client."""
+        """Router ``k``, counted from 1 next to the client, as it is now.
+
+        ``Router`` is frozen: ``restart_miniupnpd(k, http_port=...)`` and ``change_wan_ip(k)``
+        replace the entry in ``self.routers``, so a ``Router`` kept from before is stale.
+        """
         if not 1 <= k <= self.layers:
             raise IndexError(f"no router r{k} in a {self.layers}-layer lab")
         return self.routers[k - 1]
+
+    def _set_router(self, new: Router) -> None:
+        """Make ``new`` the current state of router ``new.index`` (the list entry is replaced)."""
+        self.routers[new.index - 1] = new
 
     @property
     def namespaces(self) -> list[str]:
@@ -590,7 +604,11 @@ class Lab:
             f"allow 1024-65535 {r.lan_ip.rsplit('.', 1)[0]}.0/24 0-65535",
         ]
         if r.index > 1:
-            lines.append(f"allow 1024-65535 {r.internal_client}/32 0-65535")
+            # The lower router's whole WAN /24, not just its address: change_wan_ip() moves that
+            # address inside the /24 while this miniupnpd, which reads its config at start only,
+            # keeps running. secure_mode still makes the internal client the request's source.
+            link = ipaddress.IPv4Network(f"{r.internal_client}/24", strict=False)
+            lines.append(f"allow 1024-65535 {link} 0-65535")
         lines.append("deny 0-65535 0.0.0.0/0 0-65535")
         return "\n".join(lines) + "\n"
 
@@ -642,8 +660,18 @@ class Lab:
             raise LabError(f"miniupnpd r{k} disabled IPv6; log tail:\n{self._tail(k)}")
         return _udp6_bound(pid, 1900)
 
-    def start_miniupnpd(self, k: int) -> None:
-        """Start r_k's miniupnpd with an empty table and wait until its HTTP port listens."""
+    def start_miniupnpd(self, k: int, *, http_port: int | None = None) -> None:
+        """Start r_k's miniupnpd with an empty table and wait until its HTTP port listens.
+
+        ``http_port`` (1024-65535) moves it to that HTTP port from now on: ``router(k)``
+        (``http_port``, ``location``) says so even when the start then fails.
+        """
+        if k in self._daemons:
+            raise LabError(f"miniupnpd r{k} is already running")
+        if http_port is not None:
+            if not 1024 <= http_port <= 65535:
+                raise ValueError(f"http_port must be 1024..65535, got {http_port}")
+            self._set_router(replace(self.router(k), http_port=http_port))
         self._spawn_miniupnpd(k)
         self._wait_ready(k)
 
@@ -653,10 +681,120 @@ class Lab:
         if proc is not None:
             _stop_process(proc)
 
-    def restart_miniupnpd(self, k: int) -> None:
-        """Stop and start r_k's miniupnpd: a router reboot, the mapping table empty again."""
+    def restart_miniupnpd(self, k: int, *, http_port: int | None = None) -> None:
+        """Stop and start r_k's miniupnpd: a router reboot, the mapping table empty again.
+
+        With ``http_port`` the new miniupnpd listens on that HTTP port (routers that pick a new
+        one at every boot); ``router(k).location`` is then the new description URL, and
+        nothing listens on the old port. See ``new_http_port``.
+        """
         self.stop_miniupnpd(k)
-        self.start_miniupnpd(k)
+        self.start_miniupnpd(k, http_port=http_port)
+
+    def _tcp_listening_ports(self, ns: str) -> set[int]:
+        out = self.run(ns, "ss", "-Hltn").stdout  # State Recv-Q Send-Q Local:Port Peer:Port
+        return {int(f[3].rsplit(":", 1)[1]) for f in (ln.split() for ln in out.splitlines()) if f}
+
+    def new_http_port(self, k: int) -> int:
+        """A TCP port other than r_k's current HTTP port that nothing listens on in r_k's
+        namespace: the next one up from the current port (wrapping to 1024 after 65535)."""
+        current = self.router(k).http_port
+        busy = self._tcp_listening_ports(self.router(k).ns) | {current}
+        for offset in range(1, 65536 - 1024):
+            port = 1024 + (current - 1024 + offset) % (65536 - 1024)
+            if port not in busy:
+                return port
+        raise LabError(f"no free TCP port in {self.router(k).ns}")
+
+    # -- WAN address change -------------------------------------------------------------------
+
+    def _next_wan_ip(self, k: int) -> str:
+        """The next host of r_k's WAN /24 after its current address (wrapping), skipping the
+        outside host's address (on rN's link)."""
+        old = ipaddress.IPv4Address(self.router(k).wan_ip)
+        hosts = list(ipaddress.IPv4Network(f"{old}/24", strict=False).hosts())
+        taken = {old, ipaddress.IPv4Address(self.outside_ip)}
+        start = hosts.index(old)
+        for i in range(1, len(hosts)):
+            candidate = hosts[(start + i) % len(hosts)]
+            if candidate not in taken:
+                return str(candidate)
+        raise LabError(f"no free address left in r{k}'s WAN /24")
+
+    def change_wan_ip(self, k: int, new_ip: str | None = None, *, timeout: float = 5.0) -> str:
+        """Move r_k's IPv4 WAN address to ``new_ip`` (default: the next free host of the same
+        /24, see the module docstring) while its miniupnpd keeps running; return it.
+
+        - r_k: the new address is added before the old one is deleted, with
+          ``promote_secondaries`` on, so the WAN interface is never without an address (deleting
+          the last address of a device flushes every route through it) and the new one is its
+          primary address afterwards; its routes to r_(k+1) are re-asserted anyway.
+        - r_(k+1) (k < layers): the /32 device route moves to the new address and
+          ``router(k + 1).internal_client`` becomes it; its miniupnpd already allows the whole
+          /24 (see ``_conf``). The outside reaches rN's new address over its connected /24.
+        - The lower router r_(k-1) is untouched: its default route is via r_k's LAN address.
+        - nft: no lab rule names an address (masquerade is ``oifname "wan" masquerade`` and takes
+          the interface's primary address for each new connection). miniupnpd's DNAT rules match
+          ``iif "wan"`` and the port, not the destination address, so mappings made before the
+          change answer at the new address too. r_(k+1)'s mappings to r_k's *old* address are
+          left as they are (stale, as on a real upstream router).
+
+        miniupnpd 2.3.1 (no ``ext_ip=`` in the config) needs no signal and no restart. Seen:
+        GetExternalIPAddress returns the new address right away, AddPortMapping logs "Check
+        protocol tcp for port P on ext_if wan NEW" (it reads the interface address per request),
+        and its netlink interface watcher logs ``ProcessInterfaceWatchNotify RTM_NEWADDR`` /
+        ``RTM_DELADDR`` for the WAN interface, each followed by "should send external iface
+        address change notification(s)". Per miniupnpd's source, that line is logged by the main
+        loop just before it re-checks whether the new address is reserved (a reserved one
+        disables port forwarding), sends the NAT-PMP address announcement and the UPnP
+        ExternalIPAddress event. When r_k's miniupnpd runs, this returns only once that line
+        follows the RTM_DELADDR in its log (LabError after ``timeout`` seconds).
+
+        IPv4 only: an IPv6 lab's WAN IPv6 address stays.
+        """
+        r = self.router(k)
+        old = r.wan_ip
+        new = self._next_wan_ip(k) if new_ip is None else str(ipaddress.IPv4Address(new_ip))
+        net = ipaddress.IPv4Network(f"{old}/24", strict=False)
+        if ipaddress.IPv4Address(new) not in net or new in (old, self.outside_ip):
+            raise ValueError(f"r{k}'s new WAN address must be another host of {net}, got {new}")
+        upper = self.router(k + 1) if k < self.layers else None
+        log_path = self.tmpdir / f"r{k}.log"
+        log_pos = log_path.stat().st_size if log_path.is_file() else 0
+        if upper is not None:  # the new return route first, so no reply is lost in between
+            self.run(upper.ns, "ip", "route", "replace", f"{new}/32", "dev", upper.lan_if)
+        self.run(r.ns, "sysctl", "-qw", f"net.ipv4.conf.{r.wan_if}.promote_secondaries=1")
+        batch = [f"addr add {new}/24 dev {r.wan_if}", f"addr del {old}/24 dev {r.wan_if}"]
+        if upper is not None:
+            batch += [
+                f"route replace {upper.lan_ip}/32 dev {r.wan_if}",
+                f"route replace default via {upper.lan_ip} dev {r.wan_if} onlink",
+            ]
+        _host("ip", "-n", r.ns, "-batch", "-", input="\n".join(batch) + "\n")
+        if upper is not None:
+            self.run(upper.ns, "ip", "route", "del", f"{old}/32", "dev", upper.lan_if)
+            self._set_router(replace(upper, internal_client=new))
+        self._set_router(replace(r, wan_ip=new))
+        if self.miniupnpd_pid(k) is not None:
+            self._wait_wan_change_seen(k, log_pos, timeout)
+        return new
+
+    def _wait_wan_change_seen(self, k: int, log_pos: int, timeout: float) -> None:
+        path = self.tmpdir / f"r{k}.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(path, "rb") as log:
+                log.seek(log_pos)
+                text = log.read().decode(errors="replace")
+            deleted = text.rfind("RTM_DELADDR")
+            if deleted >= 0 and "should send external iface address change" in text[deleted:]:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"miniupnpd r{k} did not log the WAN address change within {timeout}s; "
+                    f"log tail:\n{self._tail(k)}"
+                )
+            time.sleep(0.01)
 
     def miniupnpd_pid(self, k: int) -> int | None:
         proc = self._daemons.get(k)

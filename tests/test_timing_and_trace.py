@@ -1,4 +1,4 @@
-"""Pure timing functions (time is a parameter) and the in-process traceroute on loopback."""
+"""The in-process traceroute on loopback (the renewal schedule is in test_lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -7,41 +7,8 @@ import struct
 
 import pytest
 
-from aioigd.mapper import PERMANENT_RECHECK, renew_delay, retry_delay
 from aioigd.netguard import NetworkPolicyError
 from aioigd.traceroute import Hop, parse_extended_error, trace
-
-
-@pytest.mark.parametrize(
-    ("lease", "elapsed", "expected"),
-    [
-        (3600, 0.0, 1800.0),  # half the lease
-        (3600, 1000.0, 800.0),  # time already spent counts
-        (3600, 5000.0, 0.0),  # overdue: now
-        (2, 0.0, 1.0),
-        (1, 0.0, 0.5),  # never later than the lease itself
-        (0, 0.0, PERMANENT_RECHECK),  # permanent: re-assert now and then (router reboots)
-        (0, 100.0, PERMANENT_RECHECK - 100.0),
-    ],
-)
-def test_renew_delay(lease: int, elapsed: float, expected: float) -> None:
-    assert renew_delay(lease, elapsed=elapsed) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize(
-    ("failures", "lease", "expected"),
-    [
-        (1, 3600, 2.0),
-        (2, 3600, 4.0),
-        (6, 3600, 64.0),
-        (20, 3600, 64.0),  # capped
-        (5, 10, 5.0),  # at most half the lease
-        (3, 1, 1.0),  # at least 1 s: never a tight loop
-        (10, 0, 64.0),
-    ],
-)
-def test_retry_delay_backs_off_with_a_floor(failures: int, lease: int, expected: float) -> None:
-    assert retry_delay(failures, lease) == pytest.approx(expected)
 
 
 def _ee(origin: int, icmp_type: int, code: int, offender: str | None) -> bytes:

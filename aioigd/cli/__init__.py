@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..errors import (
+    CleanupFailed,
     GatewayNotFound,
     IGDConnectionError,
     IGDError,
@@ -214,6 +215,8 @@ def _command(name: str) -> Callable[[argparse.Namespace, Output], Awaitable[int]
 
 
 def _exit_code(exc: BaseException) -> ExitCode:
+    if isinstance(exc, CleanupFailed):
+        return ExitCode.CLEANUP
     if isinstance(exc, GatewayNotFound):
         return ExitCode.NOT_FOUND
     if isinstance(exc, UPnPError):

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import enum
 import json
 import signal
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
-__all__ = ["ExitCode", "Output", "search_options", "hold"]
+from ..tasks import stop_task
+
+__all__ = [
+    "ExitCode",
+    "Output",
+    "search_options",
+    "hold",
+    "stop_printing",
+    "event_record",
+    "report_leftovers",
+]
 
 
 class ExitCode(enum.IntEnum):
@@ -31,6 +43,8 @@ class ExitCode(enum.IntEnum):
     MAPPING = 6
     #: Multi-layer mapping stopped before the last layer (partial result printed).
     PARTIAL = 7
+    #: Something aioigd created could not be removed (listed on stderr).
+    CLEANUP = 8
     #: Interrupted (Ctrl-C) after cleaning up.
     INTERRUPTED = 130
 
@@ -67,14 +81,87 @@ def search_options(args: argparse.Namespace) -> Any:
     )
 
 
-async def hold(out: Output) -> None:
-    """Wait for Ctrl-C or SIGTERM."""
+def event_record(event: Any, where: str, extra: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """One kept mapping's or pinhole's event as a JSON object and a text line."""
+    subject = event.subject
+    data: dict[str, Any] = {"event": event.name, **extra, **subject.as_dict()}
+    data["state"] = event.state.value
+    previous = event.previous
+    if event.name == "external_ip_changed" and previous is not None:
+        for key in ("external_ip", "external_port"):
+            if hasattr(previous, key):
+                data[f"previous_{key}"] = getattr(previous, key)
+    if event.error is not None:
+        data["error"] = " ".join(str(event.error).split())[:300]
+    if hasattr(subject, "external_port"):
+        what = (
+            f"{subject.protocol.value} {subject.external_ip or '?'}:{subject.external_port} -> "
+            f"{subject.internal_client}:{subject.internal_port}"
+        )
+    else:
+        what = (
+            f"pinhole {subject.unique_id} {subject.protocol.value} "
+            f"[{subject.internal_client}]:{subject.internal_port}"
+        )
+    text = f"{event.name.replace('_', ' ')} ({where}): {what}  [{event.state.value}]"
+    if "previous_external_ip" in data:
+        text += f"  was {data['previous_external_ip']}:{data.get('previous_external_port')}"
+    if "error" in data:
+        text += f"  ({data['error']})"
+    return data, text
+
+
+async def hold(
+    out: Output,
+    events: AsyncIterator[Any] | None = None,
+    record: Callable[[Any], tuple[dict[str, Any], str]] | None = None,
+) -> asyncio.Task[None] | None:
+    """Wait for Ctrl-C or SIGTERM, printing each of ``events`` as it happens.
+
+    Returns the printing task, still running: the caller ends it after cleanup
+    (so the ``released`` events are printed too) with :func:`stop_printing`.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    signals: list[signal.Signals] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
+
+    async def printer() -> None:
+        assert events is not None and record is not None
+        async for item in events:
+            data, text = record(item)
+            out.emit(data, text)
+
+    task = asyncio.create_task(printer()) if events is not None else None
     out.progress("holding; Ctrl-C or SIGTERM removes what was opened")
     try:
         await stop.wait()
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        for sig in signals:
+            if sig is signal.SIGINT:
+                loop.remove_signal_handler(sig)
+    return task
+
+
+async def stop_printing(task: asyncio.Task[None] | None, grace: float = 1.0) -> None:
+    """Let the event printer drain for up to ``grace`` s, then stop it."""
+    if task is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    await stop_task(task)
+
+
+def report_leftovers(leftovers: list[Any], out: Output) -> None:
+    """Say what could not be removed (stderr, and a JSON object under --json)."""
+    for leftover in leftovers:
+        print(f"aioigd: error: could not remove {_one_line(str(leftover))}", file=out.err)
+    if leftovers and out.as_json:
+        out.emit({"event": "cleanup_failed", "leftovers": [str(x) for x in leftovers]}, "")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]

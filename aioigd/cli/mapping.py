@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import IGDError
-from .common import ExitCode, Output, hold, search_options
+from ..errors import CleanupFailed, IGDError
+from .common import (
+    ExitCode,
+    Output,
+    event_record,
+    hold,
+    report_leftovers,
+    search_options,
+    stop_printing,
+)
 
 __all__ = [
     "cmd_discover",
@@ -103,8 +111,10 @@ def _mapping_text(m: Any) -> str:
 
 
 async def cmd_add(args: argparse.Namespace, out: Output) -> int:
+    from ..mapper import PortMapper
+
     async with await _gateway(args, out) as gw:
-        mapping = await gw.map_port(
+        mapping = await PortMapper(gw).map_port(
             args.internal_port,
             args.external_port,
             args.protocol,
@@ -112,7 +122,6 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
             description=args.description,
             internal_client=args.internal_client,
             strict=args.strict,
-            managed=False,
         )
         if mapping.permanent_only and not out.as_json:
             print("note: the gateway only accepts permanent leases", file=out.err)
@@ -145,13 +154,34 @@ def _map_text(result: Any, gateways: list[Any]) -> list[str]:
     return lines
 
 
+def _record(item: Any) -> tuple[dict[str, Any], str]:
+    from ..multilayer import LayerEvent
+
+    if isinstance(item, LayerEvent):
+        return event_record(item.event, f"layer {item.layer}", {"layer": item.layer})
+    return event_record(item, "ipv6", {"family": "ipv6"})
+
+
+async def _events(opener: Any) -> Any:
+    """Every event of the IPv4 layers and of the IPv6 pinhole, as they happen."""
+    from ..keeper import merged
+
+    streams = [opener.mapper.events()]
+    if opener.pinhole is not None:
+        streams.append(opener.pinhole.events())
+    async for item in merged(*streams):
+        yield item
+
+
 async def cmd_map(args: argparse.Namespace, out: Output) -> int:
+    from ..discovery import SearchOptions
     from ..reach import ReachablePort
     from ..traceroute import DEFAULT_PROBE_TARGET
 
     via: list[str | None] = [None if v == "-" else v for v in args.via]
     if args.gateway:
         via = [args.gateway, *via[1:]] if via else [args.gateway]
+    search = search_options(args)
     opener = ReachablePort(
         args.internal_port,
         args.protocol,
@@ -161,13 +191,23 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         description=args.description,
         via=via,
         probe_target=args.probe_target or DEFAULT_PROBE_TARGET,
-        search=search_options(args),
+        search=search,
         ipv6_gateway=args.ipv6_gateway,
         ipv6_client=args.ipv6_client,
         timeout=args.timeout,
         http_timeout=args.http_timeout,
     )
     opener.mapper.internal_client = args.internal_client
+    if search.unicast or not search.multicast:
+        # Finding layer 1 again after a reboot: where the user told us to look, plus
+        # its own address (set by the mapper).
+        opener.mapper.rediscovery = SearchOptions(
+            timeout=min(args.timeout, 2.0),
+            multicast=search.multicast,
+            default_gateways=False,
+            unicast=list(search.unicast),
+            http_timeout=args.http_timeout,
+        )
     out.progress("mapping layer by layer" + (" and opening an IPv6 pinhole" if args.ipv6 else ""))
     release = True
     try:
@@ -192,19 +232,25 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
             raise IGDError(reach.ipv4_error or reach.ipv6_error or "nothing could be opened")
         ok = (result is not None and result.complete) and (not args.ipv6 or reach.ipv6 is not None)
         if args.hold:
-            await hold(out)
-            for failure in await opener.close():
-                print(f"aioigd: warning: could not delete {failure}", file=out.err)
+            printer = await hold(out, _events(opener), _record)
             release = False
+            leftovers = await opener.close()
+            await stop_printing(printer)
+            if leftovers:
+                report_leftovers(leftovers, out)
+                return ExitCode.CLEANUP
             out.progress("removed everything")
             return ExitCode.OK
         # Without --hold the mappings stay until their lease runs out, like `add`.
-        await opener.close(release=False)
         release = False
+        await opener.close(release=False)
         return ExitCode.OK if ok else ExitCode.PARTIAL
     finally:
         if release:
-            await opener.close()
+            leftovers = await opener.close()
+            if leftovers:
+                report_leftovers(leftovers, out)
+                raise CleanupFailed(f"{len(leftovers)} mapping(s) could not be removed")
 
 
 async def cmd_demo(args: argparse.Namespace, out: Output) -> int:

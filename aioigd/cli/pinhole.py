@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import ExitCode, Output, hold
+from .common import ExitCode, Output, event_record, hold, report_leftovers, stop_printing
 
 __all__ = ["cmd_pinhole"]
 
@@ -53,14 +53,15 @@ async def cmd_pinhole(args: argparse.Namespace, out: Output) -> int:
                 f"{'allowed' if st.inbound_pinhole_allowed else 'NOT allowed'}",
             )
         elif action == "add":
-            hole = await fc.open_pinhole(
+            opener = fc.keep_pinhole if args.hold else fc.open_pinhole
+            opened = await opener(
                 args.internal_port,
                 args.protocol,
                 remote_host=args.remote_host,
                 remote_port=args.remote_port,
                 lease=args.lease,
-                managed=args.hold,
             )
+            hole = opened.current if hasattr(opened, "current") else opened
             remote = f"from [{hole.remote_host or '*'}]:{hole.remote_port or '*'}"
             out.emit(
                 hole.as_dict(),
@@ -68,8 +69,14 @@ async def cmd_pinhole(args: argparse.Namespace, out: Output) -> int:
                 f"{hole.internal_port} {remote} open for {hole.lease}s",
             )
             if args.hold:
-                await hold(out)
-                # leaving `async with fc` deletes it
+                printer = await hold(
+                    out, fc.events(), lambda ev: event_record(ev, "ipv6", {"family": "ipv6"})
+                )
+                leftovers = await fc.close()
+                await stop_printing(printer)
+                if leftovers:
+                    report_leftovers(leftovers, out)
+                    return ExitCode.CLEANUP
         elif action == "update":
             await fc.update_pinhole(args.unique_id, args.lease)
             out.emit(

@@ -11,15 +11,23 @@ import ipaddress
 
 from ..errors import ExternalIPUnavailable, RemoteProtocolError
 from ..models import ConnectionTypeInfo, NATRSIPStatus, PortMappingEntry, Protocol, StatusInfo
+from . import values as v
+from .values import parse_bool, parse_uint
 from .xmlsafe import child, child_text, local_name, parse_xml
 
 __all__ = [
     "MAX_LEASE",
+    "MAX_DESCRIPTION",
     "port_mapping_args",
     "mapping_key_args",
+    "generic_entry_args",
+    "delete_range_args",
+    "list_mappings_args",
     "parse_external_ip",
+    "parse_reserved_port",
     "parse_port_mapping_entry",
     "parse_port_listing",
+    "parse_list_of_port_mappings",
     "parse_status_info",
     "parse_nat_rsip_status",
     "parse_connection_type_info",
@@ -29,37 +37,13 @@ __all__ = [
 
 #: WANIPConnection v2 caps leases at one week; larger values are clamped by gateways.
 MAX_LEASE = 604800
-_UI4_MAX = 0xFFFFFFFF
+#: Longest NewPortMappingDescription we send (longer text gets 605 from gateways).
+MAX_DESCRIPTION = 256
 _MAX_LISTING_ENTRIES = 4096
 
 
-def parse_uint(text: str, name: str, maximum: int = _UI4_MAX) -> int:
-    """Parse an unsigned decimal out argument, bounded by ``maximum``."""
-    text = text.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) > maximum:
-        raise RemoteProtocolError(f"{name}: {text[:40]!r} is not an integer in 0..{maximum}")
-    return int(text)
-
-
-def parse_bool(text: str, name: str) -> bool:
-    """Parse a UPnP boolean (``0/1``, also ``true/false/yes/no``)."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("0", "false", "no", ""):
-        return False
-    raise RemoteProtocolError(f"{name}: {text[:40]!r} is not a boolean")
-
-
-def _check_port(port: int, name: str, *, allow_zero: bool = False) -> str:
-    # bool is an int subclass: True would go out as the string "True".
-    if (
-        not isinstance(port, int)
-        or isinstance(port, bool)
-        or not (0 if allow_zero else 1) <= port <= 65535
-    ):
-        raise ValueError(f"{name} must be an integer port in 1..65535, not {port!r}")
-    return str(port)
+def _remote_host(remote_host: str | None) -> str:
+    return "" if remote_host is None else v.string(remote_host, "remote_host")
 
 
 def mapping_key_args(
@@ -67,9 +51,9 @@ def mapping_key_args(
 ) -> list[tuple[str, str]]:
     """NewRemoteHost, NewExternalPort, NewProtocol (the key of a mapping)."""
     return [
-        ("NewRemoteHost", remote_host or ""),
-        ("NewExternalPort", _check_port(external_port, "external_port", allow_zero=True)),
-        ("NewProtocol", Protocol.parse(protocol).value),
+        ("NewRemoteHost", _remote_host(remote_host)),
+        ("NewExternalPort", v.port(external_port, "external_port", allow_zero=True)),
+        ("NewProtocol", v.protocol(protocol).value),
     ]
 
 
@@ -84,24 +68,69 @@ def port_mapping_args(
     remote_host: str | None = None,
     enabled: bool = True,
 ) -> list[tuple[str, str]]:
-    """The eight in arguments of AddPortMapping / AddAnyPortMapping, in SCPD order."""
-    if not isinstance(lease, int) or isinstance(lease, bool) or not 0 <= lease <= _UI4_MAX:
-        raise ValueError(f"lease must be whole seconds in 0..{_UI4_MAX}, not {lease!r}")
-    try:
-        ipaddress.IPv4Address(internal_client)
-    except ValueError:
-        raise ValueError(
-            f"internal_client must be an IPv4 address, not {internal_client!r}"
-        ) from None
-    if len(description) > 256:
-        raise ValueError("description is longer than 256 characters")
+    """The eight in arguments of AddPortMapping / AddAnyPortMapping, in SCPD order.
+
+    ``lease`` may be any ui4 (v1 gateways take large values; v2 ones clamp to
+    :data:`MAX_LEASE`); ``external_port`` 0 is the wildcard AddAnyPortMapping allows.
+    """
     return [
         *mapping_key_args(external_port, protocol, remote_host),
-        ("NewInternalPort", _check_port(internal_port, "internal_port")),
-        ("NewInternalClient", internal_client),
-        ("NewEnabled", "1" if enabled else "0"),
-        ("NewPortMappingDescription", description),
-        ("NewLeaseDuration", str(lease)),
+        ("NewInternalPort", v.port(internal_port, "internal_port")),
+        ("NewInternalClient", v.ipv4(internal_client, "internal_client")),
+        ("NewEnabled", v.boolean(enabled, "enabled")),
+        (
+            "NewPortMappingDescription",
+            v.string(description, "description", max_length=MAX_DESCRIPTION),
+        ),
+        ("NewLeaseDuration", v.lease(lease, "lease")),
+    ]
+
+
+def generic_entry_args(index: int) -> list[tuple[str, str]]:
+    """The NewPortMappingIndex of GetGenericPortMappingEntry (0..65535)."""
+    return [("NewPortMappingIndex", v.uint(index, "index", v.UI2_MAX))]
+
+
+def _port_range(
+    start_port: int, end_port: int, protocol: Protocol | str, *, allow_zero: bool
+) -> list[tuple[str, str]]:
+    start = v.port(start_port, "start_port", allow_zero=allow_zero)
+    end = v.port(end_port, "end_port", allow_zero=allow_zero)
+    if start_port > end_port:
+        raise ValueError(f"start_port {start_port} is above end_port {end_port}")
+    return [
+        ("NewStartPort", start),
+        ("NewEndPort", end),
+        ("NewProtocol", v.protocol(protocol).value),
+    ]
+
+
+def delete_range_args(
+    start_port: int, end_port: int, protocol: Protocol | str, *, manage: bool = False
+) -> list[tuple[str, str]]:
+    """In arguments of DeletePortMappingRange (v2): ports 1..65535, start <= end.
+
+    ``manage`` True also deletes other clients' entries (when authorized).
+    """
+    return [
+        *_port_range(start_port, end_port, protocol, allow_zero=False),
+        ("NewManage", v.boolean(manage, "manage")),
+    ]
+
+
+def list_mappings_args(
+    start_port: int,
+    end_port: int,
+    protocol: Protocol | str,
+    *,
+    manage: bool = True,
+    number: int = 0,
+) -> list[tuple[str, str]]:
+    """In arguments of GetListOfPortMappings (v2); ``number`` 0 asks for every entry."""
+    return [
+        *_port_range(start_port, end_port, protocol, allow_zero=True),
+        ("NewManage", v.boolean(manage, "manage")),
+        ("NewNumberOfPorts", v.uint(number, "number", v.UI2_MAX)),
     ]
 
 
@@ -174,7 +203,7 @@ def parse_port_mapping_entry(
         internal_port=internal,
         internal_client=_client(client_text),
         enabled=parse_bool(out.get("NewEnabled", "1"), "NewEnabled"),
-        description=out.get("NewPortMappingDescription", "")[:256],
+        description=out.get("NewPortMappingDescription", "")[:MAX_DESCRIPTION],
         lease=parse_uint(out.get("NewLeaseDuration", "0") or "0", "NewLeaseDuration"),
         remote_host=rhost.strip() or None,
     )
@@ -209,6 +238,19 @@ def parse_port_listing(text: str) -> list[PortMappingEntry]:
         if entry is not None:
             entries.append(entry)
     return entries
+
+
+def parse_list_of_port_mappings(out: dict[str, str]) -> list[PortMappingEntry]:
+    """``GetListOfPortMappings`` → its entries (decodes ``NewPortListing``)."""
+    return parse_port_listing(out.get("NewPortListing", ""))
+
+
+def parse_reserved_port(out: dict[str, str]) -> int:
+    """``AddAnyPortMapping`` → ``NewReservedPort``, the external port the gateway chose."""
+    port = parse_uint(out.get("NewReservedPort", ""), "NewReservedPort", v.UI2_MAX)
+    if port == 0:
+        raise RemoteProtocolError("AddAnyPortMapping reserved port 0")
+    return port
 
 
 def parse_status_info(out: dict[str, str]) -> StatusInfo:

@@ -6,10 +6,9 @@ Argument names there are not ``New``-prefixed (except UpdatePinhole's
 
 from __future__ import annotations
 
-import ipaddress
-
 from ..models import FirewallStatus, Protocol
-from .actions import parse_bool, parse_uint
+from . import values as v
+from .values import parse_bool, parse_uint
 
 __all__ = [
     "MIN_PINHOLE_LEASE",
@@ -32,24 +31,20 @@ MAX_PINHOLE_LEASE = 86400
 
 def canonical_ipv6(address: str, name: str = "address") -> str:
     """RFC 5952 form of an IPv6 literal (miniupnpd compares strings); ``ValueError`` otherwise."""
-    try:
-        return ipaddress.IPv6Address(address.split("%", 1)[0]).compressed
-    except ValueError:
-        raise ValueError(f"{name} must be an IPv6 address, not {address!r}") from None
+    return v.ipv6(address, name)
 
 
 def _lease(lease: int) -> str:
-    if not isinstance(lease, int) or not MIN_PINHOLE_LEASE <= lease <= MAX_PINHOLE_LEASE:
-        raise ValueError(
-            f"pinhole lease must be {MIN_PINHOLE_LEASE}..{MAX_PINHOLE_LEASE} s, not {lease!r}"
-        )
-    return str(lease)
+    return v.lease(lease, "lease", minimum=MIN_PINHOLE_LEASE, maximum=MAX_PINHOLE_LEASE)
 
 
-def _port(port: int, name: str, *, allow_zero: bool) -> str:
-    if not isinstance(port, int) or not (0 if allow_zero else 1) <= port <= 65535:
-        raise ValueError(f"{name} must be a port in {0 if allow_zero else 1}..65535, not {port!r}")
-    return str(port)
+def _remote_host(remote_host: str | None) -> str:
+    """``None`` or ``""`` is the wildcard (any peer); anything else must be an IPv6 literal."""
+    return "" if remote_host is None or remote_host == "" else v.ipv6(remote_host, "remote_host")
+
+
+def _unique_id(unique_id: int) -> str:
+    return v.uint(unique_id, "unique_id", v.UI2_MAX)
 
 
 def outbound_timeout_args(
@@ -62,11 +57,11 @@ def outbound_timeout_args(
 ) -> list[tuple[str, str]]:
     """In arguments of GetOutboundPinholeTimeout, in SCPD order."""
     return [
-        ("RemoteHost", canonical_ipv6(remote_host, "remote_host") if remote_host else ""),
-        ("RemotePort", _port(remote_port, "remote_port", allow_zero=True)),
-        ("InternalClient", canonical_ipv6(internal_client, "internal_client")),
-        ("InternalPort", _port(internal_port, "internal_port", allow_zero=False)),
-        ("Protocol", str(Protocol.parse(protocol).number)),
+        ("RemoteHost", _remote_host(remote_host)),
+        ("RemotePort", v.port(remote_port, "remote_port", allow_zero=True)),
+        ("InternalClient", v.ipv6(internal_client, "internal_client")),
+        ("InternalPort", v.port(internal_port, "internal_port")),
+        ("Protocol", str(v.protocol(protocol).number)),
     ]
 
 
@@ -93,15 +88,13 @@ def pinhole_args(
 
 
 def update_args(unique_id: int, lease: int) -> list[tuple[str, str]]:
-    """In arguments of UpdatePinhole."""
-    return [*id_args(unique_id), ("NewLeaseTime", _lease(lease))]
+    """In arguments of UpdatePinhole: UniqueID (0..65535), NewLeaseTime (1..86400 s)."""
+    return [("UniqueID", _unique_id(unique_id)), ("NewLeaseTime", _lease(lease))]
 
 
 def id_args(unique_id: int) -> list[tuple[str, str]]:
     """The single UniqueID argument of Delete/GetPinholePackets/CheckPinholeWorking."""
-    if not isinstance(unique_id, int) or not 0 <= unique_id <= 65535:
-        raise ValueError(f"unique_id must be in 0..65535, not {unique_id!r}")
-    return [("UniqueID", str(unique_id))]
+    return [("UniqueID", _unique_id(unique_id))]
 
 
 def parse_firewall_status(out: dict[str, str]) -> FirewallStatus:
@@ -116,7 +109,7 @@ def parse_firewall_status(out: dict[str, str]) -> FirewallStatus:
 
 def parse_unique_id(out: dict[str, str]) -> int:
     """``AddPinhole`` → the gateway's UniqueID."""
-    return parse_uint(out.get("UniqueID", ""), "UniqueID", 65535)
+    return parse_uint(out.get("UniqueID", ""), "UniqueID", v.UI2_MAX)
 
 
 def parse_pinhole_packets(out: dict[str, str]) -> int:

@@ -45,6 +45,7 @@ class Quirks:
     firewall_enabled: bool = True  #: GetFirewallStatus FirewallEnabled
     inbound_pinhole_allowed: bool = True  #: GetFirewallStatus InboundPinholeAllowed
     pinhole_owner_check: bool = True  #: 606 unless InternalClient is the requester (miniupnpd)
+    report_lease_zero: bool = False  #: list every entry with NewLeaseDuration 0 (leases still run)
 
 
 @dataclass

@@ -68,6 +68,7 @@ class FakeIGD(WanActions, FirewallActions):
         self.searches = 0
         self.http_port = 0
         self.ssdp_port = 0
+        self.boot_id = 1
         self._server: asyncio.Server | None = None
         self._ssdp: asyncio.DatagramTransport | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -100,9 +101,7 @@ class FakeIGD(WanActions, FirewallActions):
 
     async def start(self) -> FakeIGD:
         loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        self.http_port = self._server.sockets[0].getsockname()[1]
+        await self._start_http()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _SsdpResponder(self), local_addr=(self.host, 0)
         )
@@ -110,10 +109,39 @@ class FakeIGD(WanActions, FirewallActions):
         self.ssdp_port = transport.get_extra_info("sockname")[1]
         return self
 
+    async def _start_http(self) -> None:
+        self._stopping = asyncio.Event()
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self.http_port = self._server.sockets[0].getsockname()[1]
+
+    async def restart(self, *, new_port: bool = True) -> None:
+        """A router reboot: HTTP down, every mapping and pinhole gone, a new BOOTID,
+        and (as many consumer routers do) a new HTTP port; SSDP keeps its port."""
+        old = self.http_port
+        await self._stop_http()
+        self.mappings.clear()
+        self.pinholes.clear()
+        self.boot_id += 1
+        while True:
+            await self._start_http()
+            if not new_port or self.http_port != old:
+                return
+            await self._stop_http()
+
+    async def stop_http(self) -> None:
+        """The router is gone: its HTTP server stops (SSDP stops answering too)."""
+        await self._stop_http()
+        if self._ssdp is not None:
+            self._ssdp.close()
+            self._ssdp = None
+
     async def stop(self) -> None:
         if self._ssdp is not None:
             self._ssdp.close()
             self._ssdp = None
+        await self._stop_http()
+
+    async def _stop_http(self) -> None:
         if self._server is not None:
             self._server.close()
             for writer in list(self._writers):
@@ -155,7 +183,7 @@ class FakeIGD(WanActions, FirewallActions):
         return (
             "HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=120\r\nEXT:\r\n"
             f"LOCATION: {location}\r\nSERVER: Linux/5 UPnP/1.1 FakeIGD/1\r\n"
-            f"ST: {st}\r\nUSN: {self.udn}::{st}\r\nBOOTID.UPNP.ORG: 1\r\n\r\n"
+            f"ST: {st}\r\nUSN: {self.udn}::{st}\r\nBOOTID.UPNP.ORG: {self.boot_id}\r\n\r\n"
         ).encode()
 
     # -- HTTP -------------------------------------------------------------------

@@ -143,8 +143,9 @@ class WanActions:
             ("NewInternalClient", m.internal_client),
             ("NewEnabled", "1" if m.enabled else "0"),
             ("NewPortMappingDescription", m.description),
-            ("NewLeaseDuration", str(m.remaining(time.monotonic()))),
-        ]
+            ("NewLeaseDuration", "0" if self.quirks.report_lease_zero
+             else str(m.remaining(time.monotonic()))),
+        ]  # fmt: skip
 
     def _do_GetGenericPortMappingEntry(self, a: dict[str, str]) -> list[tuple[str, str]]:  # noqa: N802
         try:

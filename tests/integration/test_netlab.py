@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,18 @@ from tests.netlab import CLIENT_IP, Lab, require_root
 
 PORT = 8000
 _FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
+# Echo server for one connection that prints the peer's address: what a NAT's masquerade shows.
+_PEER_SERVER = """\
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[1])))
+s.listen(1)
+print("ready", flush=True)
+c, peer = s.accept()
+print(peer[0], flush=True)
+c.sendall(c.recv(1024))
+"""
 
 
 def _pgrep(pattern: str) -> str:
@@ -76,6 +90,105 @@ def test_restart_empties_table(make_lab: Callable[..., Lab]) -> None:
     lab.stop_miniupnpd(2)  # idempotent
     lab.start_miniupnpd(2)
     assert lab.upnpc_mappings(2) == []
+
+
+def _listening_ports(lab: Lab, ns: str) -> set[int]:
+    out = lab.run(ns, "ss", "-Hltn").stdout
+    return {int(f[3].rsplit(":", 1)[1]) for f in (ln.split() for ln in out.splitlines()) if f}
+
+
+def _source_seen(lab: Lab, server_ns: str, client_ns: str, host: str, port: int) -> str:
+    """The source address a connection from ``client_ns`` to host:port shows in ``server_ns``."""
+    server = lab.popen(server_ns, sys.executable, "-I", "-S", "-c", _PEER_SERVER, str(port))
+    assert server.stdout is not None
+    assert select.select([server.stdout], [], [], 5)[0] and server.stdout.readline() == "ready\n"
+    assert lab.tcp_connect(client_ns, host, port)
+    return server.stdout.readline().strip()
+
+
+def _external_ip(lab: Lab, k: int) -> str:
+    found = re.search(r"^ExternalIPAddress = (\S*)$", lab.upnpc(k, "-s"), re.MULTILINE)
+    assert found is not None
+    return found.group(1)
+
+
+def test_restart_on_new_http_port(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(1)
+    old = lab.router(1)
+    lab.upnpc(1, "-a", CLIENT_IP, str(PORT), str(PORT), "TCP")
+    new_port = lab.new_http_port(1)
+    assert new_port != old.http_port and new_port not in _listening_ports(lab, old.ns)
+
+    lab.restart_miniupnpd(1, http_port=new_port)
+    r1 = lab.router(1)
+    assert r1.http_port == new_port and old.http_port != new_port
+    assert r1.location == f"http://{r1.lan_ip}:{new_port}/rootDesc.xml"
+    ports = _listening_ports(lab, r1.ns)
+    assert new_port in ports and old.http_port not in ports
+    gone = lab.run(lab.client_ns, sys.executable, "-c", _FETCH, old.location, check=False)
+    assert gone.returncode != 0 and "Connection refused" in gone.stderr
+
+    assert lab.upnpc_mappings(1) == []  # upnpc -u <the new location>: a reboot's empty table
+    out = lab.upnpc(1, "-a", CLIENT_IP, str(PORT), str(PORT), "TCP")
+    assert f"external {r1.wan_ip}:{PORT} TCP is redirected to internal {CLIENT_IP}:{PORT}" in out
+    assert lab.upnpc_mappings(1) == [("TCP", PORT, CLIENT_IP, PORT)]
+    lab.tcp_listener(lab.client_ns, PORT)
+    assert lab.tcp_connect(lab.outside_ns, r1.wan_ip, PORT)
+
+
+def test_change_wan_ip_one_layer(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(1)
+    old = lab.router(1).wan_ip
+    lab.tcp_listener(lab.client_ns, PORT)
+    lab.upnpc(1, "-a", CLIENT_IP, str(PORT), str(PORT), "TCP")  # mapped before the change
+    pid = lab.miniupnpd_pid(1)
+
+    new = lab.change_wan_ip(1)
+    assert new != old and ipaddress.IPv4Address(new).is_global
+    assert lab.router(1).wan_ip == new and lab.miniupnpd_pid(1) == pid  # no restart, no signal
+    addrs = lab.run(lab.router(1).ns, "ip", "-4", "-br", "addr", "show", "wan").stdout
+    assert addrs.split()[2:] == [f"{new}/24"]
+    # miniupnpd noticed by itself (netlink interface watcher) and reports the new address.
+    assert "should send external iface address change notification(s)" in lab.miniupnpd_log(1)
+    assert _external_ip(lab, 1) == new
+
+    lab.tcp_listener(lab.client_ns, PORT + 1)
+    out = lab.upnpc(1, "-a", CLIENT_IP, str(PORT + 1), str(PORT + 1), "TCP")
+    assert f"external {new}:{PORT + 1} TCP is redirected to internal {CLIENT_IP}:" in out
+    assert f"Check protocol tcp for port {PORT + 1} on ext_if wan {new}," in lab.miniupnpd_log(1)
+    assert lab.tcp_connect(lab.outside_ns, new, PORT + 1)
+    assert lab.tcp_connect(lab.outside_ns, new, PORT)  # DNAT matches iif and port, not address
+    assert not lab.tcp_connect(lab.outside_ns, old, PORT + 1, timeout=1)
+    assert not lab.tcp_connect(lab.outside_ns, old, PORT, timeout=1)
+    # Outbound traffic is masqueraded with the new address.
+    assert _source_seen(lab, lab.outside_ns, lab.client_ns, lab.outside_ip, PORT + 2) == new
+
+
+def test_change_wan_ip_lower_router(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab(2)
+    old = lab.router(1).wan_ip
+    new = lab.change_wan_ip(1)
+    r1, r2 = lab.router(1), lab.router(2)
+    assert new != old and r1.wan_ip == new and r2.internal_client == new
+    assert _external_ip(lab, 1) == new  # upnpc from the client, to r1
+    assert _external_ip(lab, 2) == r2.wan_ip  # upnpc from r1 (source: its new address), to r2
+
+    # r2's device route moved; r1's routes up (via r2's LAN address) are unchanged.
+    assert f"dev {r2.lan_if}" in lab.run(r2.ns, "ip", "-4", "route", "get", new).stdout
+    assert lab.run(r2.ns, "ip", "-4", "route", "get", old, check=False).returncode != 0
+    default = lab.run(r1.ns, "ip", "-4", "route", "show", "default").stdout
+    assert f"default via {r2.lan_ip} dev {r1.wan_if} onlink" in default
+    # r1 masquerades with its new address; r2 does with its own.
+    assert _source_seen(lab, r2.ns, lab.client_ns, r2.lan_ip, PORT + 2) == new
+    assert _source_seen(lab, lab.outside_ns, lab.client_ns, lab.outside_ip, PORT + 3) == r2.wan_ip
+
+    # Map by hand at both layers: r2 (started before the change) maps for r1's new address.
+    lab.tcp_listener(lab.client_ns, PORT)
+    for r in lab.routers:
+        lab.upnpc(r.index, "-a", r.internal_client, str(PORT), str(PORT), "TCP")
+        assert lab.upnpc_mappings(r.index) == [("TCP", PORT, r.internal_client, PORT)]
+    assert lab.tcp_connect(lab.outside_ns, r2.wan_ip, PORT)
+    assert not lab.tcp_connect(r2.ns, old, PORT, timeout=1)  # the old address reaches nothing
 
 
 def test_options_reach_miniupnpd(make_lab: Callable[..., Lab]) -> None:
