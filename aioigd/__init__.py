@@ -2,9 +2,11 @@
 
 Quick start::
 
-    async with await aioigd.discover() as gateway:
-        async with gateway.mapped(8000) as mapping:
+    gateway = await aioigd.discover()
+    async with gateway, aioigd.PortMapper(gateway) as mapper:
+        async with mapper.mapped(8000) as mapping:
             print(mapping.external_ip, mapping.external_port)
+            await mapping.wait_lost()   # or: async for event in mapping.events(): ...
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ if TYPE_CHECKING:
         ActionFailed,
         ActionNotAuthorized,
         ActionNotSupported,
+        CleanupFailed,
         ConflictInMappingEntry,
         ExternalIPUnavailable,
         FirewallDisabled,
+        FirewallUnavailable,
         GatewayNotFound,
         IGDConnectionError,
         IGDError,
@@ -35,15 +39,29 @@ if TYPE_CHECKING:
         NoSuchEntryInArray,
         NoSuchPinhole,
         OnlyPermanentLeasesSupported,
+        PortInUse,
         RemoteProtocolError,
         ResponseTooLarge,
         SpecifiedArrayIndexInvalid,
         UnsafeURLError,
         UPnPError,
     )
-    from .firewall import FirewallControl, FirewallUnavailable
+    from .firewall import FirewallControl, KeptPinhole
     from .gateway import Gateway
-    from .mapper import PortInUse, PortMapper
+    from .keeper import Leftover
+    from .lifecycle import (
+        Event,
+        ExternalAddressChanged,
+        Failed,
+        Lost,
+        Mapped,
+        Recovered,
+        Released,
+        RenewalFailed,
+        Renewed,
+        State,
+    )
+    from .mapper import KeptMapping, PortMapper
     from .models import (
         ConnectionTypeInfo,
         DeviceDescription,
@@ -58,21 +76,35 @@ if TYPE_CHECKING:
         StatusInfo,
         is_global_address,
     )
-    from .multilayer import LayeredMapping, MultiLayerMapper
-    from .netguard import NetworkPolicyError
+    from .multilayer import LayeredMapping, LayerEvent, MultiLayerMapper
     from .reach import Reachability, ReachablePort
     from .session import SoapSession
 
 _LAZY: dict[str, str] = {
     "FirewallControl": "firewall",
-    "FirewallUnavailable": "firewall",
+    "FirewallUnavailable": "errors",
+    "KeptPinhole": "firewall",
+    "KeptMapping": "mapper",
+    "CleanupFailed": "errors",
+    "Leftover": "keeper",
+    "LayerEvent": "multilayer",
+    "State": "lifecycle",
+    "Event": "lifecycle",
+    "Mapped": "lifecycle",
+    "Renewed": "lifecycle",
+    "RenewalFailed": "lifecycle",
+    "ExternalAddressChanged": "lifecycle",
+    "Lost": "lifecycle",
+    "Recovered": "lifecycle",
+    "Failed": "lifecycle",
+    "Released": "lifecycle",
     "LayeredMapping": "multilayer",
     "MultiLayerMapper": "multilayer",
     "Reachability": "reach",
     "ReachablePort": "reach",
     "FirewallStatus": "models",
     "Pinhole": "models",
-    "NetworkPolicyError": "netguard",
+    "NetworkPolicyError": "errors",
     "NoSuchPinhole": "errors",
     "FirewallDisabled": "errors",
     "InboundPinholeNotAllowed": "errors",
@@ -99,7 +131,7 @@ _LAZY: dict[str, str] = {
     "UnsafeURLError": "errors",
     "UPnPError": "errors",
     "Gateway": "gateway",
-    "PortInUse": "mapper",
+    "PortInUse": "errors",
     "PortMapper": "mapper",
     "ConnectionTypeInfo": "models",
     "DeviceDescription": "models",
@@ -129,6 +161,21 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "KeptMapping",
+    "KeptPinhole",
+    "CleanupFailed",
+    "Leftover",
+    "LayerEvent",
+    "State",
+    "Event",
+    "Mapped",
+    "Renewed",
+    "RenewalFailed",
+    "ExternalAddressChanged",
+    "Lost",
+    "Recovered",
+    "Failed",
+    "Released",
     "MultiLayerMapper",
     "LayeredMapping",
     "ReachablePort",

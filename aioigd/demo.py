@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .discovery import SearchOptions, discover
+from .gateway import Gateway
 from .mapper import PortMapper
 from .multilayer import MultiLayerMapper
 from .netguard import loopback_only
@@ -36,6 +37,7 @@ async def run_demo(emit: Emit) -> None:
     """
     with loopback_only():
         await _single_layer(emit)
+        await _recovery(emit)
         await run_multilayer_demo(emit)
 
 
@@ -84,6 +86,42 @@ async def _single_layer(emit: Emit) -> None:
             )
 
 
+async def _recovery(emit: Emit) -> None:
+    """Keep a mapping; the gateway reboots onto a new HTTP port; it comes back by itself."""
+    port = _free_port()
+    async with FakeIGD("127.0.0.1", external_ip="203.0.113.7") as fake:
+        search = SearchOptions(
+            timeout=2,
+            multicast=False,
+            default_gateways=False,
+            unicast=[("127.0.0.1", fake.ssdp_port)],
+        )
+        gw = await Gateway.from_location(fake.location)
+        async with PortMapper(gw, rediscovery=search, own_gateway=True) as mapper:
+            kept = await mapper.keep(port, description="aioigd demo", lease=2)
+            events = kept.events()
+            emit(
+                {"step": "kept", **kept.as_dict()},
+                f"7. keeping TCP {kept.external_ip}:{kept.external_port} alive (lease 2 s, "
+                "renewed every second)",
+            )
+            old = fake.location
+            await fake.restart(new_port=True)
+            emit(
+                {"step": "gateway_rebooted", "old_location": old, "location": fake.location},
+                f"   the gateway rebooted with an empty table, now at {fake.location}",
+            )
+            async with asyncio.timeout(15):
+                async for event in events:
+                    if event.name == "recovered":
+                        break
+            emit(
+                {"step": "recovered", **kept.as_dict()},
+                f"   event {event.name!r}: found it again by its UDN and re-created "
+                f"{kept.protocol.value} {kept.external_port} there",
+            )
+
+
 async def run_multilayer_demo(emit: Emit) -> None:
     """Map one port through three stacked fake NATs: private, CGNAT, then global."""
     port = _free_port()
@@ -97,7 +135,7 @@ async def run_multilayer_demo(emit: Emit) -> None:
             await stack.enter_async_context(fake)
         emit(
             {"step": "fake_chain", "locations": [f.location for f in chain]},
-            "7. started three stacked fake NATs: 10.64.0.2 (private) -> 100.64.7.3 (CGNAT) "
+            "8. started three stacked fake NATs: 10.64.0.2 (private) -> 100.64.7.3 (CGNAT) "
             "-> 33.0.0.44 (global)",
         )
         via = [chain[0].location] + [f"{f.host}:{f.ssdp_port}" for f in chain[1:]]
@@ -114,11 +152,11 @@ async def run_multilayer_demo(emit: Emit) -> None:
                 )
             emit(
                 {"step": "public", **result.as_dict()},
-                f"8. public endpoint {result.public_ip}:{result.public_port} after "
+                f"9. public endpoint {result.public_ip}:{result.public_port} after "
                 f"{len(result.layers)} layers (stopped by itself at the first global address)",
             )
         left = sum(len(f.mappings) for f in chain)
         emit(
             {"step": "chain_released", "remaining": left},
-            f"9. released every layer, outermost first; {left} mapping(s) left",
+            f"10. released every layer, outermost first; {left} mapping(s) left",
         )

@@ -25,6 +25,7 @@ __all__ = [
     "MappingFailed",
     "PortInUse",
     "CleanupFailed",
+    "NetworkPolicyError",
     "FirewallUnavailable",
     "UPnPError",
     "InvalidAction",
@@ -113,6 +114,10 @@ class PortInUse(MappingFailed):
 
     def __reduce__(self) -> tuple[type[PortInUse], tuple[str, PortMappingEntry | None]]:
         return type(self), (str(self), self.holder)
+
+
+class NetworkPolicyError(IGDError):
+    """Loopback-only mode (:mod:`aioigd.netguard`) refused a destination outside loopback."""
 
 
 class CleanupFailed(IGDError):

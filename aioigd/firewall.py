@@ -33,12 +33,14 @@ from .errors import (
     NoSuchPinhole,
     NoTrafficReceived,
 )
+from .gateway import Gateway
 from .keeper import CLEANUP_TIMEOUT, EventHub, EventIterator, Keeper, Kept, Leftover, Outcome
 from .lifecycle import Action, Event
 from .models import FirewallStatus, Pinhole, Protocol, Service
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.ssdp import SSDP_PORT
+from .proto.table import check_action
 from .proto.urls import url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
 
@@ -134,7 +136,33 @@ class FirewallControl:
         self._hub: EventHub[Event[Pinhole]] = EventHub()
         self._keeper: Keeper[Pinhole] = Keeper(self, name=f"aioigd-pinholes-{host}", hub=self._hub)
 
+    @classmethod
+    def from_gateway(
+        cls,
+        gateway: Gateway,
+        *,
+        internal_client: str | None = None,
+        timeout: float | None = None,
+        rediscovery: SearchOptions | None = None,
+    ) -> FirewallControl:
+        """The IPv6 pinhole service of ``gateway`` (which must have been reached over IPv6).
+
+        Raises:
+            ActionNotSupported: no WANIPv6FirewallControl service, or only an IPv4 URL.
+        """
+        if gateway.firewall is None:
+            raise ActionNotSupported(f"{gateway.location} has no WANIPv6FirewallControl service")
+        return cls(
+            gateway.firewall,
+            gateway.location,
+            internal_client=internal_client,
+            timeout=gateway.session.timeout if timeout is None else timeout,
+            udn=gateway.udn,
+            rediscovery=rediscovery,
+        )
+
     async def _call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
+        check_action(action, self.service)
         return await self.session.call(
             self.service.control_url, self.service.service_type, action, args or []
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from .errors import (
     ActionNotSupported,
@@ -36,11 +35,9 @@ from .models import (
 from .netutil import local_address_for
 from .proto import actions
 from .proto.description import parse_description
+from .proto.table import ACTIONS, check_action
 from .proto.urls import check_url, url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
-
-if TYPE_CHECKING:
-    from .firewall import FirewallControl
 
 __all__ = [
     "Gateway",
@@ -67,7 +64,6 @@ _MAX_EMPTY_RUN = 64
 DEFAULT_DESCRIPTION = "aioigd"
 #: One hour: long enough to survive a missed renewal, short enough to expire after a crash.
 DEFAULT_LEASE = 3600
-_V2_ACTIONS = frozenset({"AddAnyPortMapping", "DeletePortMappingRange", "GetListOfPortMappings"})
 
 
 class Gateway:
@@ -151,27 +147,6 @@ class Gateway:
         """True when the connection service is WANIPConnection:2 (has the v2 actions)."""
         return self.service.kind is ServiceKind.WAN_IP and self.service.version >= 2
 
-    def firewall_control(
-        self, *, internal_client: str | None = None, timeout: float | None = None
-    ) -> FirewallControl:
-        """The IPv6 pinhole service (needs a gateway reached over IPv6).
-
-        Raises:
-            ActionNotSupported: no WANIPv6FirewallControl service, or only an IPv4 URL.
-        """
-        # Imported here: IPv4-only programs (and the CLI's start-up) never need it.
-        from .firewall import FirewallControl
-
-        if self.firewall is None:
-            raise ActionNotSupported(f"{self.location} has no WANIPv6FirewallControl service")
-        return FirewallControl(
-            self.firewall,
-            self.location,
-            internal_client=internal_client,
-            timeout=self.session.timeout if timeout is None else timeout,
-            udn=self.udn,
-        )
-
     def local_address(self) -> str:
         """The host's address on the route to this gateway (the default internal client)."""
         if self._local_address is None:
@@ -184,10 +159,8 @@ class Gateway:
     # -- raw actions --------------------------------------------------------
     async def call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
         """Send ``action`` to the connection service; return its out arguments."""
-        if action in _V2_ACTIONS and not self.is_v2:
-            raise ActionNotSupported(
-                f"{action} needs WANIPConnection:2, gateway has {self.service.service_type}"
-            )
+        if action in ACTIONS:  # other names (vendor actions) go out unchecked
+            check_action(action, self.service)
         return await self.session.call(
             self.service.control_url, self.service.service_type, action, args or []
         )
@@ -266,10 +239,7 @@ class Gateway:
                 enabled=enabled,
             ),
         )
-        port = actions.parse_uint(out.get("NewReservedPort", ""), "NewReservedPort", 65535)
-        if port == 0:
-            raise RemoteProtocolError("AddAnyPortMapping reserved port 0")
-        return port
+        return actions.parse_reserved_port(out)
 
     async def delete_port_mapping(
         self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
@@ -287,20 +257,13 @@ class Gateway:
 
         A chunk that matches nothing (730) is not an error.
         """
-        if not 1 <= start_port <= end_port <= 65535:
-            raise ValueError("need 1 <= start_port <= end_port <= 65535")
-        proto = Protocol.parse(protocol).value
+        actions.delete_range_args(start_port, end_port, protocol, manage=manage)  # validate
         for lo in range(start_port, end_port + 1, RANGE_DELETE_CHUNK):
             hi = min(lo + RANGE_DELETE_CHUNK - 1, end_port)
             with contextlib.suppress(PortMappingNotFound):
                 await self.call(
                     "DeletePortMappingRange",
-                    [
-                        ("NewStartPort", str(lo)),
-                        ("NewEndPort", str(hi)),
-                        ("NewProtocol", proto),
-                        ("NewManage", "1" if manage else "0"),
-                    ],
+                    actions.delete_range_args(lo, hi, protocol, manage=manage),
                 )
 
     async def get_generic_port_mapping_entry(self, index: int) -> PortMappingEntry | None:
@@ -309,9 +272,7 @@ class Gateway:
         Raises:
             SpecifiedArrayIndexInvalid: past the end of the table (713).
         """
-        if not 0 <= index <= 65535:
-            raise ValueError("index must be in 0..65535")
-        out = await self.call("GetGenericPortMappingEntry", [("NewPortMappingIndex", str(index))])
+        out = await self.call("GetGenericPortMappingEntry", actions.generic_entry_args(index))
         return actions.parse_port_mapping_entry(out)
 
     async def get_specific_port_mapping_entry(
@@ -349,17 +310,13 @@ class Gateway:
         try:
             out = await self.call(
                 "GetListOfPortMappings",
-                [
-                    ("NewStartPort", str(start_port)),
-                    ("NewEndPort", str(end_port)),
-                    ("NewProtocol", Protocol.parse(protocol).value),
-                    ("NewManage", "1" if manage else "0"),
-                    ("NewNumberOfPorts", str(number)),
-                ],
+                actions.list_mappings_args(
+                    start_port, end_port, protocol, manage=manage, number=number
+                ),
             )
         except PortMappingNotFound:
             return []
-        return actions.parse_port_listing(out.get("NewPortListing", ""))
+        return actions.parse_list_of_port_mappings(out)
 
     async def port_mappings(
         self, *, max_entries: int = MAX_ENUMERATED_ENTRIES

@@ -91,10 +91,12 @@ class Leftover(Generic[T]):
     subject: T
     error: IGDError
     gateway: str = ""
+    #: A short text naming the subject (``TCP 203.0.113.7:8000 -> 192.168.1.2:8000``).
+    what: str = ""
 
     def __str__(self) -> str:
         where = f" at {self.gateway}" if self.gateway else ""
-        return f"{self.subject}{where}: {self.error}"
+        return f"{self.what or self.subject}{where}: {self.error}"
 
 
 class Backend(Protocol[T]):
@@ -249,8 +251,15 @@ class Kept(Generic[T]):
         return self._hub.subscribe()
 
     async def wait_for(self, *states: State) -> State:
-        """Wait until the state is one of ``states`` (at once if it already is)."""
+        """Wait until the state is one of ``states`` (at once if it already is).
+
+        Raises:
+            IGDError: it ``failed`` (the reason) and can never reach ``states``.
+            RuntimeError: it was released and can never reach ``states``.
+        """
         while self.state not in states:
+            if self.state is State.FAILED:
+                raise self.error or IGDError("failed")
             if self.state is State.RELEASED:
                 raise RuntimeError(f"released while waiting for {', '.join(states)}")
             self._changed.clear()
@@ -367,8 +376,8 @@ class Keeper(Generic[T]):
         if any(unreachable) and self._kept:
             try:
                 found = await self.backend.reconnect()
-            except IGDError as exc:
-                log.debug("looking for %s again failed: %s", self.backend.location, exc)
+            except Exception as exc:  # noqa: BLE001 - keeping must outlive any one failure
+                log.debug("looking for %s again failed: %r", self.backend.location, exc)
                 found = False
             if found:
                 now = asyncio.get_running_loop().time()
@@ -387,6 +396,10 @@ class Keeper(Generic[T]):
             log.debug("%s of %s failed: %s", action.value, self.backend.describe(kept.current), exc)
             kept.lifecycle.attempt_failed(loop.time(), exc)
             return isinstance(exc, IGDConnectionError | IGDTimeoutError)
+        except Exception as exc:  # a bug must not end the keeping of everything else
+            log.exception("%s of %s raised", action.value, self.backend.describe(kept.current))
+            kept.lifecycle.attempt_failed(loop.time(), IGDError(f"{type(exc).__name__}: {exc}"))
+            return False
         kept.lifecycle.succeeded(
             loop.time(),
             outcome.subject,
@@ -441,9 +454,11 @@ class Keeper(Generic[T]):
         finally:
             self._start()
 
-    async def delete(self, subject: T, *, timeout: float = CLEANUP_TIMEOUT) -> Leftover[T] | None:
+    async def delete(
+        self, subject: T, *, timeout: float = CLEANUP_TIMEOUT, verify: bool = False
+    ) -> Leftover[T] | None:
         """Delete something that is not kept (bounded, finished even if cancelled)."""
-        return await finish(self._delete(subject, timeout), timeout)
+        return await finish(self._delete(subject, timeout, verify=verify), timeout)
 
     async def _delete(
         self, subject: T, timeout: float, *, verify: bool = False
@@ -459,7 +474,7 @@ class Keeper(Generic[T]):
             error = exc
         else:
             return None
-        return Leftover(subject, error, self.backend.location)
+        return Leftover(subject, error, self.backend.location, self.backend.describe(subject))
 
     async def _remove(self, kept: Kept[T], timeout: float) -> Leftover[T] | None:
         leftover: Leftover[T] | None = None

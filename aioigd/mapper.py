@@ -42,6 +42,7 @@ from .errors import (
     NoSuchEntryInArray,
     OnlyPermanentLeasesSupported,
     PortInUse,
+    RemoteProtocolError,
     UPnPError,
 )
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
@@ -347,10 +348,11 @@ class PortMapper:
             )
             return mapping, reported
 
-    async def _external_ip(self, *, max_age: float = EXTERNAL_IP_TTL) -> str | None:
+    async def _external_ip(self, *, max_age: float | None = None) -> str | None:
         loop = asyncio.get_running_loop()
         cached = self._ext_ip
-        if cached is not None and loop.time() - cached[1] < max_age:
+        limit = EXTERNAL_IP_TTL if max_age is None else max_age
+        if cached is not None and loop.time() - cached[1] < limit:
             return cached[0]
         try:
             address: str | None = await self.gateway.get_external_ip_address()
@@ -586,7 +588,12 @@ class PortMapper:
                         lease=granted,
                     )
                 )
-            ext_ip = await ext_task
+            try:
+                ext_ip = await ext_task
+            except (UPnPError, RemoteProtocolError) as exc:
+                # The mapping itself is renewed; only the address question failed.
+                log.debug("GetExternalIPAddress failed during renewal: %s", exc)
+                ext_ip = m.external_ip
         finally:
             if not ext_task.done():
                 await stop_task(ext_task)
@@ -709,7 +716,9 @@ class PortMapper:
             if kept is not None:
                 leftover = await self._keeper.release(kept, timeout=timeout)
             else:
-                leftover = await self._keeper.delete(mapping, timeout=timeout)
+                # Not kept: it may be an old value, or its port may belong to someone else
+                # by now, so delete it only if the gateway still forwards it to us.
+                leftover = await self._keeper.delete(mapping, timeout=timeout, verify=True)
         if leftover is not None:
             raise leftover.error
 

@@ -128,7 +128,7 @@ class MultiLayerMapper:
         layers: ``"auto"`` stops at the first global external address;
             an int N keeps climbing while a next IGD answers, up to N.
         max_layers: cap for ``"auto"`` (default 4).
-        lease / description / internal_client: as for :meth:`Gateway.map_port`.
+        lease / description / internal_client: as for :meth:`PortMapper.keep`.
         via: per-layer gateway hints: each item is a LOCATION URL, an address
             (``host`` or ``host:port`` for SSDP), or ``None`` to find that layer
             by discovery (layer 1) or traceroute (layers 2+).
@@ -184,6 +184,8 @@ class MultiLayerMapper:
         self._probes: list[asyncio.Task[_Probe]] | None = None
         self._hub: EventHub[LayerEvent] = EventHub()
         self._watcher: asyncio.Task[None] | None = None
+        self._following = False
+        self._closing = False
         #: Per layer: the SSDP target it was found at (for finding it again).
         self._found_at: dict[Gateway, tuple[str, int]] = {}
 
@@ -383,8 +385,12 @@ class MultiLayerMapper:
             assert isinstance(item, LayerEvent)
             self._update_result()
             self._hub.publish(item)
-            if isinstance(item.event, ExternalAddressChanged | Recovered):
-                await self._follow(item.layer)
+            if isinstance(item.event, ExternalAddressChanged | Recovered) and not self._closing:
+                self._following = True
+                try:
+                    await self._follow(item.layer)
+                finally:
+                    self._following = False
 
     async def _follow(self, layer: int) -> None:
         """Re-map the layers above ``layer`` while they forward to a stale endpoint."""
@@ -453,15 +459,23 @@ class MultiLayerMapper:
     async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
         """Stop renewing and close the gateways; ``release=False`` leaves the
         mappings on the routers until their leases run out."""
-        if self._watcher is not None:
-            await stop_task(self._watcher)
-            self._watcher = None
+        watcher, self._watcher = self._watcher, None
+        self._closing = True
+        if watcher is not None and self._following:
+            await stop_task(watcher)  # never re-map a layer while they are being removed
         failed: list[Leftover[Mapping]] = []
-        for mapper in reversed(self._state.mappers):
-            failed += await mapper.close(release=release)
-        self._state = _State()
-        self._hub.close()
-        self._hub = EventHub()
+        try:
+            for mapper in reversed(self._state.mappers):
+                failed += await mapper.close(release=release)
+        finally:
+            if watcher is not None:
+                # Every layer's events end with its release: pass those on, then stop.
+                await asyncio.wait({watcher}, timeout=1.0)
+                await stop_task(watcher)
+            self._state = _State()
+            self._hub.close()
+            self._hub = EventHub()
+            self._closing = False
         return failed
 
     async def __aenter__(self) -> LayeredMapping:

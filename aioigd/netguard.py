@@ -13,16 +13,12 @@ import ipaddress
 import os
 from collections.abc import Iterator
 
-from .errors import IGDError
+from .errors import NetworkPolicyError
 
 __all__ = ["NetworkPolicyError", "loopback_only", "is_loopback_only", "check_destination"]
 
 _ENV = "AIOIGD_LOOPBACK_ONLY"
 _forced = 0
-
-
-class NetworkPolicyError(IGDError):
-    """Loopback-only mode refused a destination outside loopback."""
 
 
 def is_loopback_only() -> bool:

@@ -103,7 +103,7 @@ class ReachablePort:
         else:
             gw = await discover(self.ipv6_search)
         self._gateway6 = gw
-        self._firewall = gw.firewall_control(internal_client=self.ipv6_client)
+        self._firewall = FirewallControl.from_gateway(gw, internal_client=self.ipv6_client)
         lease = min(max(self.lease, 1), 86400) if self.lease else DEFAULT_PINHOLE_LEASE
         self.pinhole = await self._firewall.keep_pinhole(self.port, self.protocol, lease=lease)
         return self.pinhole.current

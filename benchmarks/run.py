@@ -520,7 +520,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
         "One map (add + verify) and one delete, known gateway: map + delete",
         "ms",
         [
-            Row("aioigd `map_port(managed=False)` + `delete_port_mapping` (table cached)",
+            Row("aioigd `PortMapper.map_port` + `delete_port_mapping` (table cached)",
                 "aioigd/mapdel", "map_port = ExtIP + Add + GetSpecific", ref=True),
             Row("aioigd raw `add_port_mapping` + `get_specific…` + `delete…`",
                 "aioigd/raw_mapdel", "same 3 actions as the peers"),
@@ -584,7 +584,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
         "mappings",
         "ms",
         [
-            Row("aioigd `map_port(managed=False)` on a fresh Gateway", "aioigd-seed/seed",
+            Row("aioigd `PortMapper.map_port` on a fresh Gateway", "aioigd-seed/seed",
                 "v2: GetListOfPortMappings TCP+UDP", ref=True),
             Row("miniupnpc by hand (GetGeneric… loop until 713)", "miniupnpc-seed/seed"),
             Row(f"{aup} by hand (GetGeneric… loop until 713)", "aup-seed/seed"),
@@ -902,7 +902,7 @@ def write_results(path: Path, header: list[str], sections: list[tuple[str, list[
         "whole `-m aioigd add PORT --gateway URL --json`, top 10 by cumulative and self time.",
         "- `profiles/aioigd_discover.txt`: cProfile of 10 `discover()` calls.",
         "- `profiles/aioigd_extip.txt`: cProfile of 200 `get_external_ip_address()` calls.",
-        "- `profiles/aioigd_map_port.txt`: cProfile of 20 `map_port(managed=False)` + delete.",
+        "- `profiles/aioigd_map_port.txt`: cProfile of 20 `PortMapper.map_port` + delete.",
         "- `profiles/cli_add_cprofile.txt`: cProfile of one cold `python -m aioigd add`.",
         f"- `{path.with_suffix('.json').name}`: every raw sample of this run.",
         "",

@@ -19,7 +19,10 @@ from aioigd.errors import (
     NoSuchPinhole,
     UPnPError,
 )
-from aioigd.firewall import FirewallControl, FirewallUnavailable
+from aioigd.firewall import FirewallControl, FirewallUnavailable, KeptPinhole
+from aioigd.keeper import Leftover
+from aioigd.lifecycle import State
+from aioigd.models import Pinhole
 from aioigd.testing import FakeIGD
 
 
@@ -32,7 +35,7 @@ async def fake6() -> AsyncIterator[FakeIGD]:
 @pytest.fixture
 async def fc(fake6: FakeIGD) -> AsyncIterator[FirewallControl]:
     async with await aioigd.Gateway.from_location(fake6.location) as gw:
-        async with gw.firewall_control() as control:
+        async with FirewallControl.from_gateway(gw) as control:
             yield control
 
 
@@ -112,12 +115,27 @@ async def test_other_clients_address_is_refused_606(fake6: FakeIGD) -> None:
                 await fc.add_pinhole(8000)
 
 
+async def test_open_pinhole_is_one_shot(fake6: FakeIGD, fc: FirewallControl) -> None:
+    hole = await fc.open_pinhole(8000, lease=2)
+    assert isinstance(hole, Pinhole)
+    assert hole.unique_id in fake6.pinholes
+    assert (hole.internal_client, hole.internal_port, hole.lease) == ("::1", 8000, 2)
+    assert fc.active() == [] and fc.kept() == []
+    await asyncio.sleep(1.3)
+    assert "UpdatePinhole" not in [r.action for r in fake6.requests]
+    await fc.release(hole)
+    assert not fake6.pinholes
+
+
 async def test_managed_pinhole_renews_and_is_re_added_after_loss(
     fake6: FakeIGD, fc: FirewallControl
 ) -> None:
-    hole = await fc.open_pinhole(8000, lease=2)
+    hole = await fc.keep_pinhole(8000, lease=2)
+    assert isinstance(hole, KeptPinhole)
+    first = hole.current
     await asyncio.sleep(1.3)
     assert "UpdatePinhole" in [r.action for r in fake6.requests]
+    assert hole.state is State.ACTIVE
     fake6.pinholes.clear()  # router reboot
     for _ in range(30):
         await asyncio.sleep(0.1)
@@ -125,17 +143,39 @@ async def test_managed_pinhole_renews_and_is_re_added_after_loss(
             break
     assert fake6.pinholes, "the lost pinhole was not re-added"
     (renewed,) = fc.active()
-    assert renewed.unique_id != hole.unique_id
-    await fc.release(hole)  # release by the original handle still finds it
+    assert renewed.unique_id != first.unique_id
+    assert hole.unique_id == renewed.unique_id
+    assert hole.state is State.RECOVERED
+    await fc.release(first)  # release by the original value still finds it
     assert not fake6.pinholes
+    assert fc.active() == []
+    assert hole.state is State.RELEASED
+
+
+async def test_close_reports_what_it_could_not_delete(fake6: FakeIGD) -> None:
+    async with await aioigd.Gateway.from_location(fake6.location) as gw:
+        fc = FirewallControl.from_gateway(gw, timeout=1.0)
+        kept = await fc.keep_pinhole(8000, lease=60)
+        await fc.open_pinhole(8001, lease=60)  # one-shot: not deleted by close
+        fake6.quirks.fail_actions = {"DeletePinhole": 501}
+        leftovers = await fc.close()
+        assert [type(x) for x in leftovers] == [Leftover]
+        assert leftovers[0].subject == kept.current
+        assert isinstance(leftovers[0].error, aioigd.UPnPError)
+        assert leftovers[0].gateway == fake6.location
+        assert len(fake6.pinholes) == 2
+        assert await fc.close() == []
 
 
 async def test_context_manager_deletes_on_exit_and_on_cancel(
     fake6: FakeIGD, fc: FirewallControl
 ) -> None:
     async with fc.pinhole(8000, lease=60) as hole:
+        assert isinstance(hole, KeptPinhole)
         assert hole.unique_id in fake6.pinholes
+        assert fc.active() == [hole.current]
     assert not fake6.pinholes
+    assert hole.state is State.RELEASED
 
     entered = asyncio.Event()
 
@@ -174,11 +214,11 @@ async def test_ipv4_only_gateway_has_no_pinholes() -> None:
     async with FakeIGD("127.0.0.1", firewall=True) as fake:
         async with await aioigd.Gateway.from_location(fake.location) as gw:
             with pytest.raises(ActionNotSupported, match="IPv6"):
-                gw.firewall_control()
+                FirewallControl.from_gateway(gw)
     async with FakeIGD("::1") as fake:
         async with await aioigd.Gateway.from_location(fake.location) as gw:
             with pytest.raises(ActionNotSupported, match="WANIPv6FirewallControl"):
-                gw.firewall_control()
+                FirewallControl.from_gateway(gw)
 
 
 async def test_discover_over_ipv6_unicast(fake6: FakeIGD) -> None:

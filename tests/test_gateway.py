@@ -285,3 +285,18 @@ async def test_range_fault_typed(fake_igd: FakeIGD) -> None:
                     ("NewNumberOfPorts", "0"),
                 ],
             )
+
+
+async def test_gateway_is_a_pure_action_client(fake_igd: FakeIGD) -> None:
+    """No mapping flow on the Gateway (that is PortMapper's): leaving ``async with`` only
+    closes the session, deleting nothing, and ``close()`` is idempotent."""
+    gw = await Gateway.from_location(fake_igd.location)
+    for gone in ("map_port", "mapped", "release", "mapper"):
+        assert not hasattr(gw, gone), gone
+    async with gw:
+        await gw.add_port_mapping(4200, "TCP", 4200, "192.168.1.2")
+    assert ("TCP", 4200) in fake_igd.mappings
+    assert "DeletePortMapping" not in fake_igd.actions()
+    assert await gw.close() is None  # type: ignore[func-returns-value]
+    with pytest.raises(TypeError):
+        await gw.close(release=False)  # type: ignore[call-arg]

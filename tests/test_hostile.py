@@ -22,6 +22,7 @@ from aioigd import (
     IGDConnectionError,
     IGDError,
     IGDTimeoutError,
+    PortMapper,
     RemoteProtocolError,
     ResponseTooLarge,
     UPnPError,
@@ -50,7 +51,7 @@ async def gw_and_fake() -> AsyncIterator[tuple[Gateway, FakeIGD]]:
         try:
             yield gw, fake
         finally:
-            await gw.close(release=False)
+            await gw.close()
 
 
 # -- transport ----------------------------------------------------------------------------
@@ -375,9 +376,11 @@ async def test_map_port_with_failing_add_leaves_nothing(
 ) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
-    await _timed(gw.map_port(6000, internal_client="127.0.0.1"), ActionFailed)
-    assert fake.mappings == {}
-    assert gw.mapper.active() == []
+    async with PortMapper(gw) as pm:
+        await _timed(pm.keep(6000, internal_client="127.0.0.1"), ActionFailed)
+        assert fake.mappings == {}
+        assert pm.active() == []
+        assert pm.kept() == []
 
 
 @pytest.mark.parametrize(
@@ -397,5 +400,7 @@ async def test_map_port_against_hostile_gateway_is_typed_and_bounded(
     for name, value in quirk.items():
         setattr(fake.quirks, name, value)
     # Several requests may each take up to the timeout (enumeration, add, cleanup).
-    _, elapsed = await _timed(gw.map_port(6001, internal_client="127.0.0.1"), IGDError)
-    assert elapsed < 4 * TIMEOUT + 3.0
+    async with PortMapper(gw) as pm:
+        _, elapsed = await _timed(pm.map_port(6001, internal_client="127.0.0.1"), IGDError)
+        assert elapsed < 4 * TIMEOUT + 3.0
+        assert pm.kept() == []

@@ -146,3 +146,89 @@ def test_core_files_exist() -> None:
 def test_checker_resolves_imports(source: str, module: str, expected: set[str]) -> None:
     is_package = module == "aioigd.proto"
     assert imported_modules(source, module, is_package) == expected
+
+
+# -- every layer: imports point one way ------------------------------------------------------
+
+#: Bottom to top. A module may import modules of its own layer and of the layers below,
+#: never one above (lazy imports inside functions count too). ``aioigd`` itself (the lazy
+#: public facade) and ``aioigd.__main__`` stand above everything.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("aioigd.errors", "aioigd.models"),
+    ("aioigd.proto",),
+    ("aioigd.lifecycle", "aioigd.netguard", "aioigd.tasks"),
+    ("aioigd.netutil", "aioigd.session", "aioigd.traceroute"),
+    ("aioigd.gateway",),
+    ("aioigd.discovery",),
+    ("aioigd.keeper",),
+    ("aioigd.mapper", "aioigd.firewall"),
+    ("aioigd.multilayer",),
+    ("aioigd.reach",),
+    ("aioigd.testing",),
+    ("aioigd.demo",),
+    ("aioigd.cli",),
+)
+#: Pure modules above the codecs: state machines that take ``now`` as a parameter.
+PURE_MODULES = ("aioigd.lifecycle",)
+
+
+def layer_of(module: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if any(_is(module, prefix) for prefix in layer):
+            return index
+    raise LookupError(module)
+
+
+def _package_files() -> list[Path]:
+    skip = {"aioigd", "aioigd.__main__"}
+    return [p for p in sorted(PACKAGE.rglob("*.py")) if module_name(p) not in skip]
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in _package_files():
+        layer_of(module_name(path))  # raises for a module nobody placed
+
+
+@pytest.mark.parametrize("path", _package_files(), ids=lambda p: module_name(p))
+def test_imports_point_down_the_layers(path: Path) -> None:
+    module = module_name(path)
+    modules = _aioigd_modules() - {"aioigd"}
+    used = {m for m in _imports_of(path) if m in modules and m != module}
+    upward = sorted(m for m in used if layer_of(m) > layer_of(module))
+    assert not upward, f"{module} (layer {layer_of(module)}) imports {upward} from above"
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_state_machines_import_no_io(module: str) -> None:
+    path = PACKAGE / (module.split(".", 1)[1].replace(".", "/") + ".py")
+    bad = {name for name in _imports_of(path) for io in (*IO_MODULES, "time") if _is(name, io)}
+    assert not bad, f"{module} imports {sorted(bad)}"
+    used = {m for m in _imports_of(path) if _is(m, "aioigd") and m in _aioigd_modules()}
+    assert used <= {"aioigd.errors", "aioigd.models"}, sorted(used)
+
+
+def test_the_layer_check_can_fail() -> None:
+    assert layer_of("aioigd.gateway") < layer_of("aioigd.firewall")
+    assert layer_of("aioigd.proto.soap") == 1
+    with pytest.raises(LookupError):
+        layer_of("aioigd.nowhere")
+
+
+def test_every_error_class_lives_in_errors() -> None:
+    import importlib
+    import inspect
+
+    outside: list[str] = []
+    for path in _package_files():
+        module = module_name(path)
+        if _is(module, "aioigd.testing") or _is(module, "aioigd.cli"):
+            continue  # the fake's internal fault signal; the CLI defines none
+        for name, obj in vars(importlib.import_module(module)).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == module
+                and module != "aioigd.errors"
+            ):
+                outside.append(f"{module}.{name}")
+    assert outside == []

@@ -216,7 +216,7 @@ async def test_pinhole_router_back_on_a_new_port_is_recovered() -> None:
     async with FakeIGD("::1", firewall=True) as fake6:
         gw = await Gateway.from_location(fake6.location)
         async with gw:
-            fc: FirewallControl = gw.firewall_control()
+            fc: FirewallControl = FirewallControl.from_gateway(gw)
             fc.rediscovery = SearchOptions(
                 timeout=1.0, ipv4=False, ipv6=True, multicast=False, default_gateways=False,
                 unicast=[("::1", fake6.ssdp_port)],

@@ -277,6 +277,11 @@ def test_released_is_terminal_and_carries_the_cleanup_error() -> None:
     drain(m)
     m.released(5.0, DOWN)
     (event,) = drain(m)
-    assert (event.name, event.state, event.error, event.at) == ("released", State.RELEASED, DOWN, 5.0)
+    assert (event.name, event.state, event.error, event.at) == (
+        "released",
+        State.RELEASED,
+        DOWN,
+        5.0,
+    )
     m.released(6.0)
     assert names(m) == [] and m.deadline() is None

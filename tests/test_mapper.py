@@ -1,4 +1,5 @@
-"""The safe mapping flow (Gateway.map_port / mapped / release / close) against the FakeIGD.
+"""The safe mapping flow (PortMapper.map_port / keep / mapped / release / close) against
+the FakeIGD.
 
 Round trips are checked on the exact action sequence the fake recorded.
 """
@@ -14,15 +15,20 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aioigd import (
+    ActionFailed,
     Gateway,
     IGDConnectionError,
     IGDError,
     Mapping,
     MappingFailed,
     PortInUse,
+    PortMapper,
     Protocol,
 )
 from aioigd.gateway import ENUMERATION_WINDOW
+from aioigd.keeper import Leftover
+from aioigd.lifecycle import Action, State
+from aioigd.mapper import KeptMapping
 from aioigd.testing import FakeIGD, FakeMapping, Quirks
 
 ME = "127.0.0.1"  # what the gateway sees as our address on loopback
@@ -72,11 +78,20 @@ async def gw(fake: FakeIGD) -> AsyncIterator[Gateway]:
         await gateway.close()
 
 
+@pytest.fixture
+async def pm(gw: Gateway) -> AsyncIterator[PortMapper]:
+    mapper = PortMapper(gw)
+    try:
+        yield mapper
+    finally:
+        await mapper.close()
+
+
 # -- the flow ---------------------------------------------------------------------------
 
 
-async def test_first_map_minimal_round_trips(fake: FakeIGD, gw: Gateway) -> None:
-    mapping = await gw.map_port(5000, lease=600)
+async def test_first_map_minimal_round_trips(fake: FakeIGD, pm: PortMapper) -> None:
+    mapping = await pm.map_port(5000, lease=600)
     actions = fake.actions()
     # External IP and the table are fetched concurrently: any order among them.
     expected = ["GetExternalIPAddress", *_enumeration(fake.version)]
@@ -111,10 +126,45 @@ async def test_first_map_minimal_round_trips(fake: FakeIGD, gw: Gateway) -> None
     assert as_dict["protocol"] == "TCP"
 
 
-async def test_second_map_does_not_enumerate_again(fake: FakeIGD, gw: Gateway) -> None:
-    await gw.map_port(5000)
+async def test_keep_takes_the_same_round_trips_and_reads_like_its_mapping(
+    fake: FakeIGD, pm: PortMapper
+) -> None:
+    kept = await pm.keep(5000, lease=600)
+    actions = fake.actions()
+    expected = ["GetExternalIPAddress", *_enumeration(fake.version)]
+    expected += ["AddPortMapping", "GetSpecificPortMappingEntry"]
+    assert Counter(actions) == Counter(expected)
+
+    assert isinstance(kept, KeptMapping)
+    assert kept.state is State.ACTIVE
+    mapping = kept.current
+    assert isinstance(mapping, Mapping)
+    assert kept != mapping  # a kept mapping is not a value: compare kept.current
+    for name in (
+        "external_ip",
+        "external_port",
+        "internal_client",
+        "internal_port",
+        "protocol",
+        "lease",
+        "gateway",
+    ):
+        assert getattr(kept, name) == getattr(mapping, name), name
+    assert (kept.external_ip, kept.external_port, kept.gateway) == (
+        "203.0.113.7",
+        5000,
+        fake.location,
+    )
+    assert 0 < kept.lease <= 600
+    assert kept.as_dict() == {**mapping.as_dict(), "state": "active"}
+    assert pm.kept() == [kept]
+    assert pm.active() == [mapping]
+
+
+async def test_second_map_does_not_enumerate_again(fake: FakeIGD, pm: PortMapper) -> None:
+    await pm.map_port(5000)
     fake.requests.clear()
-    second = await gw.map_port(5001, protocol="UDP")
+    second = await pm.map_port(5001, protocol="UDP")
     # Two requests: the table is cached, and so is the external IP (EXTERNAL_IP_TTL).
     assert fake.actions() == ["AddPortMapping", "GetSpecificPortMappingEntry"]
     assert second.external_ip == "203.0.113.7"
@@ -122,21 +172,21 @@ async def test_second_map_does_not_enumerate_again(fake: FakeIGD, gw: Gateway) -
     assert ("UDP", 5001) in fake.mappings
 
 
-async def test_external_port_differs_from_internal(fake: FakeIGD, gw: Gateway) -> None:
-    mapping = await gw.map_port(22, 2222)
+async def test_external_port_differs_from_internal(fake: FakeIGD, pm: PortMapper) -> None:
+    mapping = await pm.map_port(22, 2222)
     assert (mapping.external_port, mapping.internal_port) == (2222, 22)
     assert fake.mappings[("TCP", 2222)].internal_port == 22
 
 
-async def test_explicit_internal_client(fake: FakeIGD, gw: Gateway) -> None:
-    mapping = await gw.map_port(8000, internal_client="192.168.1.42")
+async def test_explicit_internal_client(fake: FakeIGD, pm: PortMapper) -> None:
+    mapping = await pm.map_port(8000, internal_client="192.168.1.42")
     assert mapping.internal_client == "192.168.1.42"
     assert fake.mappings[("TCP", 8000)].internal_client == "192.168.1.42"
 
 
-async def test_other_clients_port_known_from_enumeration(fake: FakeIGD, gw: Gateway) -> None:
+async def test_other_clients_port_known_from_enumeration(fake: FakeIGD, pm: PortMapper) -> None:
     _put(fake, 5000, OTHER)
-    mapping = await gw.map_port(5000)
+    mapping = await pm.map_port(5000)
     assert mapping.external_port != 5000
     assert 1024 <= mapping.external_port <= 65535
     assert fake.mappings[("TCP", 5000)].internal_client == OTHER  # untouched
@@ -147,10 +197,10 @@ async def test_other_clients_port_known_from_enumeration(fake: FakeIGD, gw: Gate
     assert "DeletePortMapping" not in fake.actions()
 
 
-async def test_strict_port_in_use_adds_nothing(fake: FakeIGD, gw: Gateway) -> None:
+async def test_strict_port_in_use_adds_nothing(fake: FakeIGD, pm: PortMapper) -> None:
     _put(fake, 5000, OTHER)
     with pytest.raises(PortInUse) as info:
-        await gw.map_port(5000, strict=True)
+        await pm.map_port(5000, strict=True)
     assert isinstance(info.value, MappingFailed)
     assert info.value.holder is not None
     assert info.value.holder.internal_client == OTHER
@@ -162,12 +212,12 @@ async def test_strict_port_in_use_adds_nothing(fake: FakeIGD, gw: Gateway) -> No
 
 
 async def test_conflict_718_unknown_to_cache_retries_another_port(
-    fake: FakeIGD, gw: Gateway
+    fake: FakeIGD, pm: PortMapper
 ) -> None:
-    await gw.map_port(5000)
+    await pm.map_port(5000)
     _put(fake, 6000, OTHER)  # appears after our enumeration
     fake.requests.clear()
-    mapping = await gw.map_port(6000)
+    mapping = await pm.map_port(6000)
     assert mapping.external_port != 6000
     adds = [r.args["NewExternalPort"] for r in fake.requests if r.action == "AddPortMapping"]
     assert adds[0] == "6000" and len(adds) == 2
@@ -179,31 +229,31 @@ async def test_conflict_718_unknown_to_cache_retries_another_port(
 
     # The conflict is remembered: asking again does not try 6000 again.
     fake.requests.clear()
-    again = await gw.map_port(6001, 6000, description="second")
+    again = await pm.map_port(6001, 6000, description="second")
     assert again.external_port != 6000
     adds = [r.args["NewExternalPort"] for r in fake.requests if r.action == "AddPortMapping"]
     assert "6000" not in adds
 
 
-async def test_conflict_718_strict_is_port_in_use(fake: FakeIGD, gw: Gateway) -> None:
-    await gw.map_port(5000)
+async def test_conflict_718_strict_is_port_in_use(fake: FakeIGD, pm: PortMapper) -> None:
+    await pm.map_port(5000)
     _put(fake, 6000, OTHER)
     with pytest.raises(PortInUse):
-        await gw.map_port(6000, strict=True)
+        await pm.map_port(6000, strict=True)
     assert fake.mappings[("TCP", 6000)].internal_client == OTHER
     assert len(_ours(fake)) == 1
 
 
-async def test_every_port_conflicts(fake: FakeIGD, gw: Gateway) -> None:
+async def test_every_port_conflicts(fake: FakeIGD, pm: PortMapper) -> None:
     """All AddPortMapping attempts get 718: v2 lets the gateway choose, v1 gives up."""
     fake.quirks.fail_actions = {"AddPortMapping": 718}
     if fake.version == 2:
-        mapping = await gw.map_port(5000)
+        mapping = await pm.map_port(5000)
         assert "AddAnyPortMapping" in fake.actions()
         assert fake.mappings[("TCP", mapping.external_port)].internal_client == ME
     else:
         with pytest.raises(MappingFailed):
-            await gw.map_port(5000)
+            await pm.map_port(5000)
         assert fake.mappings == {}
     adds = fake.actions().count("AddPortMapping")
     assert 1 < adds <= 8  # bounded attempts
@@ -213,8 +263,8 @@ async def test_every_port_conflicts(fake: FakeIGD, gw: Gateway) -> None:
 async def test_permanent_only_gateway(version: int) -> None:
     q = Quirks(permanent_only=True)
     async with FakeIGD("127.0.0.1", version=version, quirks=q) as fake:
-        async with await Gateway.from_location(fake.location) as gw:
-            mapping = await gw.map_port(5000, lease=600)
+        async with await Gateway.from_location(fake.location) as gw, PortMapper(gw) as pm:
+            mapping = await pm.map_port(5000, lease=600)
             assert mapping.permanent_only is True
             if version == 1:
                 assert mapping.lease == 0
@@ -225,12 +275,12 @@ async def test_permanent_only_gateway(version: int) -> None:
             assert leases == ["600", "0"]
 
 
-async def test_our_stale_mapping_is_deleted(fake: FakeIGD, gw: Gateway) -> None:
+async def test_our_stale_mapping_is_deleted(fake: FakeIGD, pm: PortMapper) -> None:
     _put(fake, 7000, ME, internal_port=5000, desc="aioigd")  # ours, from an earlier run
     _put(fake, 7001, OTHER, internal_port=5000, desc="aioigd")  # not ours: other client
     _put(fake, 7002, ME, internal_port=5000, desc="another app")  # ours, other description
     _put(fake, 7003, ME, internal_port=5001, desc="aioigd")  # ours, other internal port
-    mapping = await gw.map_port(5000)
+    mapping = await pm.map_port(5000)
     assert mapping.external_port == 5000
     deletes = [r.args["NewExternalPort"] for r in fake.requests if r.action == "DeletePortMapping"]
     assert deletes == ["7000"]
@@ -239,28 +289,33 @@ async def test_our_stale_mapping_is_deleted(fake: FakeIGD, gw: Gateway) -> None:
         assert ("TCP", port) in fake.mappings
 
 
-async def test_verified_with_get_specific(fake: FakeIGD, gw: Gateway) -> None:
-    await gw.map_port(5000)
+async def test_verified_with_get_specific(fake: FakeIGD, pm: PortMapper) -> None:
+    await pm.map_port(5000)
     assert fake.actions()[-1] == "GetSpecificPortMappingEntry"
     assert fake.actions().count("GetSpecificPortMappingEntry") == 1
 
 
-async def test_verification_failure_is_mapping_failed(fake: FakeIGD, gw: Gateway) -> None:
+async def test_verification_failure_is_mapping_failed(fake: FakeIGD, pm: PortMapper) -> None:
     """The gateway says OK to the add but does not list it."""
     fake.quirks.fail_actions = {"GetSpecificPortMappingEntry": 714}
     with pytest.raises(MappingFailed):
-        await gw.map_port(5000)
-    assert gw.mapper.active() == []
+        await pm.keep(5000)
+    assert pm.active() == []
+    assert pm.kept() == []
 
 
 async def test_unmanaged_mapping_stays(fake: FakeIGD) -> None:
+    """map_port is one-shot: neither the mapper's close nor the gateway's deletes it."""
     async with await Gateway.from_location(fake.location) as gw:
-        mapping = await gw.map_port(5000, managed=False)
-        assert gw.mapper.active() == []
+        async with PortMapper(gw) as pm:
+            mapping = await pm.map_port(5000)
+            assert pm.active() == []
+            assert pm.kept() == []
+        assert ("TCP", mapping.external_port) in fake.mappings
     assert ("TCP", mapping.external_port) in fake.mappings
 
 
-async def test_argument_validation(fake: FakeIGD, gw: Gateway) -> None:
+async def test_argument_validation(fake: FakeIGD, pm: PortMapper) -> None:
     for bad in [
         {"internal_port": 0},
         {"internal_port": 70000},
@@ -269,47 +324,90 @@ async def test_argument_validation(fake: FakeIGD, gw: Gateway) -> None:
         {"internal_port": 80, "protocol": "SCTP"},
     ]:
         with pytest.raises(ValueError):
-            await gw.map_port(**bad)  # type: ignore[arg-type]
+            await pm.map_port(**bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await pm.keep(**bad)  # type: ignore[arg-type]
     assert fake.actions() == []
+    assert pm.kept() == []
 
 
 # -- renewal ----------------------------------------------------------------------------
 
+#: What one renewal sends: the entry and the external address (concurrently), then the add.
+RENEWAL = ["GetSpecificPortMappingEntry", "GetExternalIPAddress", "AddPortMapping"]
+
+
+def _assert_renewals(actions: list[str], count: int) -> None:
+    """``actions`` are ``count`` renewals, each in the order described by RENEWAL."""
+    assert len(actions) == 3 * count, actions
+    for i in range(count):
+        one = actions[3 * i : 3 * i + 3]
+        assert Counter(one[:2]) == Counter(RENEWAL[:2]), actions
+        assert one[2] == "AddPortMapping", actions
+
 
 async def test_renewal_and_reboot() -> None:
     async with FakeIGD("127.0.0.1") as fake:
-        async with await Gateway.from_location(fake.location) as gw:
-            mapping = await gw.map_port(5000, lease=2)
+        async with await Gateway.from_location(fake.location) as gw, PortMapper(gw) as pm:
+            kept = await pm.keep(5000, lease=2)
+            mapping = kept.current
             assert fake.actions().count("AddPortMapping") == 1
+            fake.requests.clear()
             await asyncio.sleep(1.5)
-            assert fake.actions().count("AddPortMapping") == 2
-            assert gw.mapper.active() == [mapping]
+            assert fake.actions().count("AddPortMapping") == 1  # renewed at half the lease
+            _assert_renewals(fake.actions(), 1)
+            add = next(r for r in fake.requests if r.action == "AddPortMapping").args
+            assert add["NewLeaseDuration"] == "2"
+            assert pm.active() == [mapping]
+            assert kept.current == mapping
+            assert kept.state is State.ACTIVE
 
             fake.reboot()
             assert fake.mappings == {}
+            fake.requests.clear()
             await asyncio.sleep(1.1)
-            assert fake.actions().count("AddPortMapping") == 3
+            _assert_renewals(fake.actions(), 1)  # the entry was gone: re-added
             held = fake.mappings[("TCP", 5000)]
             assert held.internal_client == ME and held.lease == 2
+            assert kept.state is State.RECOVERED
         assert fake.mappings == {}  # close released it
+        assert kept.state is State.RELEASED
 
 
 async def test_renewal_failure_backs_off(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="aioigd")
+    """A failing renewal is retried with back-off, not in a tight loop; the mapping is
+    ``renewing`` while its lease may still hold, and the change is logged once (INFO),
+    not once per attempt."""
+    caplog.set_level(logging.DEBUG, logger="aioigd")
     async with FakeIGD("127.0.0.1") as fake:
-        async with await Gateway.from_location(fake.location) as gw:
-            await gw.map_port(5000, lease=2)
+        async with await Gateway.from_location(fake.location) as gw, PortMapper(gw) as pm:
+            kept = await pm.keep(5000, lease=2)
+            caplog.clear()
             fake.quirks.fail_actions = {"AddPortMapping": 501}
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(1.5)
+            assert kept.state is State.RENEWING
+            assert isinstance(kept.error, ActionFailed)
+            assert fake.actions().count("AddPortMapping") == 2  # the renewal at 1 s
+            infos = [r for r in caplog.records if r.levelno == logging.INFO]
+            assert len(infos) == 1, [r.getMessage() for r in infos]
+            assert "renewal failed" in infos[0].getMessage()
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+            await asyncio.sleep(0.5)
             fake.quirks.fail_actions = {}
             assert fake.actions().count("AddPortMapping") <= 6
+            # The retries go on, and bring it back once the gateway accepts again.
+            async with asyncio.timeout(10):
+                await kept.wait_for(State.ACTIVE, State.RECOVERED)
+            assert ("TCP", 5000) in fake.mappings
+            failed = [r for r in caplog.records if "renewal failed" in r.getMessage()]
+            assert len(failed) == 1
 
 
-async def _cancel_renewals(gw: Gateway) -> None:
-    """Clean up renewal tasks a buggy close() may have left (keeps other tests clean)."""
+async def _cancel_keepers(gw: Gateway) -> None:
+    """Clean up keeper tasks a buggy close() may have left (keeps other tests clean)."""
     me = asyncio.current_task()
     stray = [
-        t for t in asyncio.all_tasks() if t is not me and t.get_name().startswith("aioigd-renew")
+        t for t in asyncio.all_tasks() if t is not me and t.get_name().startswith("aioigd-keeper")
     ]
     for t in stray:
         t.cancel()
@@ -321,68 +419,108 @@ async def test_mapping_same_port_twice_then_close_stops_all_renewals() -> None:
     async with FakeIGD("127.0.0.1") as fake:
         gw = await Gateway.from_location(fake.location)
         try:
-            first = await gw.map_port(5000, lease=2)
-            second = await gw.map_port(5000, lease=2)
+            pm = PortMapper(gw)
+            first = await pm.keep(5000, lease=2)
+            second = await pm.keep(5000, lease=2)
             assert first.external_port == second.external_port == 5000
-            assert len(gw.mapper.active()) == 1
-            await gw.close()
+            assert len(pm.active()) == 1
+            assert pm.kept() == [second]
+            assert await pm.close() == []
             assert fake.mappings == {}
             adds = fake.actions().count("AddPortMapping")
             await asyncio.sleep(1.2)
             assert fake.actions().count("AddPortMapping") == adds, "renewal after close()"
             assert fake.mappings == {}
         finally:
-            await _cancel_renewals(gw)
+            await _cancel_keepers(gw)
 
 
-async def test_external_ip_unavailable_still_maps(fake: FakeIGD, gw: Gateway) -> None:
+async def test_external_ip_unavailable_still_maps(fake: FakeIGD, pm: PortMapper) -> None:
     fake.quirks.external_ip_value = "0.0.0.0"
-    mapping = await gw.map_port(5000)
+    mapping = await pm.map_port(5000)
     assert mapping.external_ip is None
     assert ("TCP", 5000) in fake.mappings
 
 
-async def test_renew_now(fake: FakeIGD, gw: Gateway) -> None:
-    mapping = await gw.map_port(5000, lease=600)
+async def test_renew_now(fake: FakeIGD, pm: PortMapper) -> None:
+    """The keeper's backend call: a renewal asks for the entry and the address, then adds;
+    after a reboot the entry is re-added (``recreated``)."""
+    kept = await pm.keep(5000, lease=600)
+    fake.requests.clear()
+    outcome = await pm.refresh(kept, Action.RENEW)
+    _assert_renewals(fake.actions(), 1)
+    assert outcome.subject == kept.current
+    assert outcome.granted_lease == 600 and not outcome.recreated
+
     fake.reboot()
-    renewed = await gw.mapper.renew(mapping)
+    fake.requests.clear()
+    outcome = await pm.refresh(kept, Action.RENEW)
+    _assert_renewals(fake.actions(), 1)
+    assert outcome.recreated
+    renewed = outcome.subject
     assert renewed.external_port == 5000
     assert ("TCP", 5000) in fake.mappings
+
+    # A check asks the same questions and adds nothing while the entry is there.
+    fake.requests.clear()
+    outcome = await pm.refresh(kept, Action.CHECK)
+    assert Counter(fake.actions()) == Counter(RENEWAL[:2])
+    assert outcome.granted_lease is None and not outcome.recreated
 
 
 # -- release ----------------------------------------------------------------------------
 
 
-async def test_release_deletes(fake: FakeIGD, gw: Gateway) -> None:
-    mapping = await gw.map_port(5000)
-    await gw.release(mapping)
+async def test_release_deletes(fake: FakeIGD, pm: PortMapper) -> None:
+    kept = await pm.keep(5000)
+    await pm.release(kept)
     assert fake.mappings == {}
     assert fake.actions()[-1] == "DeletePortMapping"
-    assert gw.mapper.active() == []
-    await gw.release(mapping)  # already gone: no error
+    assert pm.active() == []
+    assert kept.state is State.RELEASED
+    await pm.release(kept)  # released already: no error
+    await pm.release(kept.current)  # gone from the gateway: no error
+    # A value that is not kept is checked first (its port may be another host's by now).
+    assert fake.actions()[-1] == "GetSpecificPortMappingEntry"
 
-
-async def test_mapped_deletes_on_exit(fake: FakeIGD, gw: Gateway) -> None:
-    async with gw.mapped(5000, lease=600) as mapping:
-        assert ("TCP", mapping.external_port) in fake.mappings
-        assert gw.mapper.active() == [mapping]
+    one_shot = await pm.map_port(5001)
+    await pm.release(one_shot)
     assert fake.mappings == {}
-    assert gw.mapper.active() == []
+    assert fake.actions()[-2:] == ["GetSpecificPortMappingEntry", "DeletePortMapping"]
 
 
-async def test_mapped_deletes_on_exception(fake: FakeIGD, gw: Gateway) -> None:
+async def test_release_of_a_value_never_deletes_another_hosts_entry(
+    fake: FakeIGD, pm: PortMapper
+) -> None:
+    one_shot = await pm.map_port(5001)
+    _put(fake, 5001, OTHER)  # expired and taken by another host meanwhile
+    await pm.release(one_shot)
+    assert fake.mappings[("TCP", 5001)].internal_client == OTHER
+
+
+async def test_mapped_deletes_on_exit(fake: FakeIGD, pm: PortMapper) -> None:
+    async with pm.mapped(5000, lease=600) as kept:
+        assert isinstance(kept, KeptMapping)
+        assert ("TCP", kept.external_port) in fake.mappings
+        assert pm.active() == [kept.current]
+    assert fake.mappings == {}
+    assert pm.active() == []
+    assert kept.state is State.RELEASED
+
+
+async def test_mapped_deletes_on_exception(fake: FakeIGD, pm: PortMapper) -> None:
     with pytest.raises(RuntimeError, match="boom"):
-        async with gw.mapped(5000) as mapping:
-            assert ("TCP", mapping.external_port) in fake.mappings
+        async with pm.mapped(5000) as kept:
+            assert ("TCP", kept.external_port) in fake.mappings
             raise RuntimeError("boom")
     assert fake.mappings == {}
 
 
-async def test_mapped_deletes_on_cancellation(fake: FakeIGD, gw: Gateway) -> None:
+async def test_mapped_deletes_on_cancellation(fake: FakeIGD, pm: PortMapper) -> None:
     entered = asyncio.Event()
 
     async def hold() -> None:
-        async with gw.mapped(5000):
+        async with pm.mapped(5000):
             entered.set()
             await asyncio.sleep(3600)
 
@@ -395,84 +533,116 @@ async def test_mapped_deletes_on_cancellation(fake: FakeIGD, gw: Gateway) -> Non
     assert fake.mappings == {}
 
 
-async def test_gateway_context_releases_managed_mappings(fake: FakeIGD) -> None:
+async def test_mapper_context_releases_kept_mappings(fake: FakeIGD) -> None:
     async with await Gateway.from_location(fake.location) as gw:
-        await gw.map_port(5000)
-        await gw.map_port(5001, protocol="UDP")
-        _put(fake, 9999, OTHER)
-    assert list(fake.mappings) == [("TCP", 9999)]  # never touches other clients
+        async with PortMapper(gw) as pm:
+            await pm.keep(5000)
+            await pm.keep(5001, protocol="UDP")
+            _put(fake, 9999, OTHER)
+        assert list(fake.mappings) == [("TCP", 9999)]  # never touches other clients
+
+
+async def test_gateway_context_deletes_nothing(fake: FakeIGD) -> None:
+    """A Gateway is an action client: leaving it only closes its session."""
+    async with await Gateway.from_location(fake.location) as gw:
+        pm = PortMapper(gw)
+        await pm.keep(5000)
+        await pm.map_port(5001)
+    assert sorted(fake.mappings) == [("TCP", 5000), ("TCP", 5001)]
+    assert "DeletePortMapping" not in fake.actions()
+    # The mapper was not closed: closing it now cannot reach the closed session.
+    leftovers = await pm.close()
+    assert [x.subject.external_port for x in leftovers] == [5000]
 
 
 async def test_close_without_release_keeps_mappings(fake: FakeIGD) -> None:
-    gw = await Gateway.from_location(fake.location)
-    await gw.map_port(5000)
-    assert await gw.close(release=False) == []
-    assert ("TCP", 5000) in fake.mappings
-    with pytest.raises(RuntimeError):
-        await gw.map_port(5001)
+    async with await Gateway.from_location(fake.location) as gw:
+        pm = PortMapper(gw)
+        kept = await pm.keep(5000)
+        assert await pm.close(release=False) == []
+        assert ("TCP", 5000) in fake.mappings
+        assert kept.state is State.RELEASED
+        with pytest.raises(RuntimeError):
+            await pm.map_port(5001)
+        with pytest.raises(RuntimeError):
+            await pm.keep(5001)
 
 
 async def test_close_twice_is_harmless(fake: FakeIGD) -> None:
-    gw = await Gateway.from_location(fake.location)
-    await gw.map_port(5000)
-    assert await gw.close() == []
-    assert await gw.close() == []
-    assert fake.mappings == {}
+    async with await Gateway.from_location(fake.location) as gw:
+        pm = PortMapper(gw)
+        await pm.keep(5000)
+        assert await pm.close() == []
+        assert await pm.close() == []
+        assert fake.mappings == {}
 
 
 async def test_close_with_gateway_gone_returns_failures() -> None:
     fake = FakeIGD("127.0.0.1")
     await fake.start()
     gw = await Gateway.from_location(fake.location, timeout=1.0)
-    first = await gw.map_port(5000)
-    second = await gw.map_port(5001)
-    await fake.stop()
-    t0 = time.monotonic()
-    failed = await gw.close()
-    assert time.monotonic() - t0 < 3.0
-    assert sorted(m.external_port for m, _ in failed) == sorted(
+    pm = PortMapper(gw, own_gateway=True)
+    try:
+        first = await pm.keep(5000)
+        second = await pm.keep(5001)
+        await fake.stop()
+        t0 = time.monotonic()
+        failed = await pm.close()
+        assert time.monotonic() - t0 < 3.0
+    finally:
+        await pm.close(release=False)  # a failed step above must not leak the session
+        await fake.stop()
+    assert all(isinstance(x, Leftover) for x in failed)
+    assert sorted(x.subject.external_port for x in failed) == sorted(
         [first.external_port, second.external_port]
     )
-    assert all(isinstance(exc, IGDConnectionError) for _, exc in failed)
+    assert all(isinstance(x.error, IGDConnectionError) for x in failed)
+    assert all(x.gateway == fake.location for x in failed)
+    assert first.state is State.RELEASED and second.state is State.RELEASED
 
 
 async def test_close_with_gateway_hanging_returns_failures() -> None:
     async with FakeIGD("127.0.0.1") as fake:
         gw = await Gateway.from_location(fake.location, timeout=10.0)
-        await gw.map_port(5000)
-        fake.quirks.hang_actions = frozenset({"DeletePortMapping"})
-        t0 = time.monotonic()
-        failed = await gw.close()
-        assert time.monotonic() - t0 < 5.0  # the cleanup timeout, not the 10 s HTTP one
+        pm = PortMapper(gw, own_gateway=True)
+        try:
+            await pm.keep(5000)
+            fake.quirks.hang_actions = frozenset({"DeletePortMapping"})
+            t0 = time.monotonic()
+            failed = await pm.close()
+            assert time.monotonic() - t0 < 5.0  # the cleanup timeout, not the 10 s HTTP one
+        finally:
+            await pm.close(release=False)
         assert len(failed) == 1
-        assert isinstance(failed[0][1], IGDError)
+        assert isinstance(failed[0].error, IGDError)
 
 
 # -- cancellation -----------------------------------------------------------------------
 
 
 async def _cancel_once(host: str, version: int, cancel_after: float) -> list[str]:
-    """Start map_port against a slow fake, cancel it after ``cancel_after`` s; return the
+    """Start keep() against a slow fake, cancel it after ``cancel_after`` s; return the
     actions the fake saw. Fails if anything of ours is left in the fake's table."""
     async with FakeIGD(host, version=version) as fake:
         async with await Gateway.from_location(fake.location, timeout=5.0) as gw:
-            fake.quirks.delay = 0.3
-            fake.requests.clear()
-            task = asyncio.create_task(gw.map_port(5000, lease=600))
-            await asyncio.sleep(cancel_after)
-            task.cancel()
-            try:
-                await asyncio.wait_for(task, 10)
-            except asyncio.CancelledError:
-                pass
-            else:
-                # Finished before the cancel landed: then it is managed and released below.
-                assert gw.mapper.active()
-                await gw.release(task.result())
-            # Let requests the fake is still working on finish.
-            await asyncio.sleep(0.7)
-            # Nobody else maps on this fake: anything left is ours.
-            assert fake.mappings == {}, (version, cancel_after, fake.actions())
+            async with PortMapper(gw) as pm:
+                fake.quirks.delay = 0.3
+                fake.requests.clear()
+                task = asyncio.create_task(pm.keep(5000, lease=600))
+                await asyncio.sleep(cancel_after)
+                task.cancel()
+                try:
+                    await asyncio.wait_for(task, 10)
+                except asyncio.CancelledError:
+                    pass
+                else:
+                    # Finished before the cancel landed: then it is kept and released below.
+                    assert pm.active()
+                    await pm.release(task.result())
+                # Let requests the fake is still working on finish.
+                await asyncio.sleep(0.7)
+                # Nobody else maps on this fake: anything left is ours.
+                assert fake.mappings == {}, (version, cancel_after, fake.actions())
         return fake.actions()
 
 
@@ -498,10 +668,11 @@ async def test_cancel_during_stale_removal_leaves_nothing() -> None:
     async with FakeIGD("127.0.0.1") as fake:
         _put(fake, 7000, ME, internal_port=5000, desc="aioigd")  # our leftover
         async with await Gateway.from_location(fake.location, timeout=5.0) as gw:
+            pm = PortMapper(gw)
             fake.quirks.delay = 0.3
             # 0-0.3 IP + table size probe, 0.3-0.6 listings, 0.6-0.9 add, 0.9-1.2 verify,
             # 1.2-1.5 delete of the leftover.
-            task = asyncio.create_task(gw.map_port(5000, lease=600))
+            task = asyncio.create_task(pm.map_port(5000, lease=600))
             await asyncio.sleep(1.3)
             assert fake.actions()[-1] == "DeletePortMapping"
             task.cancel()
@@ -509,44 +680,45 @@ async def test_cancel_during_stale_removal_leaves_nothing() -> None:
                 await task
             await asyncio.sleep(0.4)
             assert fake.mappings == {}, fake.actions()
+            assert await pm.close() == []
 
 
 async def test_failing_stale_delete_does_not_fail_the_new_mapping(
-    fake: FakeIGD, gw: Gateway
+    fake: FakeIGD, pm: PortMapper
 ) -> None:
     _put(fake, 7000, ME, internal_port=5000, desc="aioigd")
     fake.quirks.fail_actions = {"DeletePortMapping": 606}
     try:
-        mapping = await gw.map_port(5000)
+        kept = await pm.keep(5000)
     except IGDError:
         # If it must fail, it must not leave the new mapping behind.
-        assert ("TCP", 5000) not in fake.mappings, "new mapping leaked after a failed map_port"
+        assert ("TCP", 5000) not in fake.mappings, "new mapping leaked after a failed keep"
         raise
     finally:
         fake.quirks.fail_actions = {}
-    assert mapping.external_port == 5000
-    assert gw.mapper.active() == [mapping]
+    assert kept.external_port == 5000
+    assert pm.active() == [kept.current]
 
 
-async def test_listing_not_authorized_still_maps(fake: FakeIGD, gw: Gateway) -> None:
+async def test_listing_not_authorized_still_maps(fake: FakeIGD, pm: PortMapper) -> None:
     listing = "GetListOfPortMappings" if fake.version == 2 else "GetGenericPortMappingEntry"
     fake.quirks.fail_actions = {listing: 606}
-    mapping = await gw.map_port(5000)
+    mapping = await pm.map_port(5000)
     assert ("TCP", mapping.external_port) in fake.mappings
 
 
 async def test_external_ip_is_fetched_again_after_its_ttl(
-    fake: FakeIGD, gw: Gateway, monkeypatch: pytest.MonkeyPatch
+    fake: FakeIGD, pm: PortMapper, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A WAN reconnect changes the address: after EXTERNAL_IP_TTL the next map asks again,
     alongside add + verify (any order)."""
     import aioigd.mapper
 
-    await gw.map_port(5000)
+    await pm.map_port(5000)
     monkeypatch.setattr(aioigd.mapper, "EXTERNAL_IP_TTL", 0.0)
     fake.external_ip = "198.18.7.7"
     fake.requests.clear()
-    again = await gw.map_port(5001)
+    again = await pm.map_port(5001)
     actions = fake.actions()
     assert Counter(actions) == Counter(
         ["GetExternalIPAddress", "AddPortMapping", "GetSpecificPortMappingEntry"]

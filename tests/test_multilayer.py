@@ -12,8 +12,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aioigd import is_global_address
-from aioigd.multilayer import LayeredMapping, MultiLayerMapper
+from aioigd import IGDConnectionError, is_global_address
+from aioigd.keeper import Leftover
+from aioigd.lifecycle import State
+from aioigd.mapper import KeptMapping
+from aioigd.multilayer import LayeredMapping, LayerEvent, MultiLayerMapper
 from aioigd.testing import FakeIGD, FakeMapping, Quirks
 
 
@@ -50,8 +53,14 @@ async def test_auto_climbs_while_private_or_cgnat(
     addresses: list[str], expected_layers: int
 ) -> None:
     async with chain(*addresses, "44.0.0.1") as fakes:
-        async with mapper(fakes) as result:
+        m = mapper(fakes)
+        async with m as result:
             assert isinstance(result, LayeredMapping)
+            # One kept mapping and one gateway per layer, inside out.
+            assert all(isinstance(k, KeptMapping) for k in m.kept)
+            assert tuple(k.current for k in m.kept) == result.layers
+            assert all(k.state is State.ACTIVE for k in m.kept)
+            assert [g.location for g in m.gateways] == [f.location for f in fakes[:expected_layers]]
             assert len(result.layers) == expected_layers
             assert result.complete and result.is_global
             assert result.public_ip == addresses[expected_layers - 1]
@@ -73,8 +82,9 @@ async def test_auto_stops_at_max_layers_with_partial_flagged_not_global() -> Non
             assert not result.is_global
             assert result.as_dict()["global"] is False
         finally:
-            await m.release()
+            assert await m.release() == []
         assert all(not f.mappings for f in fakes)
+        assert m.kept == [] and m.gateways == []
 
 
 async def test_fixed_layers_climb_whatever_the_address_class() -> None:
@@ -94,8 +104,9 @@ async def test_missing_next_gateway_gives_partial_result_naming_the_layer() -> N
             assert "layer 2" in result.reason or "gateway" in result.reason
             assert len(result.layers) == 1
             assert result.as_dict()["stopped_at"] == 2
+            assert len(m.kept) == 1
         finally:
-            await m.release()
+            assert await m.release() == []
         assert not fakes[0].mappings
 
 
@@ -109,8 +120,11 @@ async def test_failing_layer_releases_nothing_it_did_not_create() -> None:
             assert "501" in result.reason
             assert len(fakes[0].mappings) == 1
             assert not fakes[1].mappings and not fakes[2].mappings
+            assert len(m.kept) == 1
+            # The failed layer's gateway is still listed (and closed on release).
+            assert [g.location for g in m.gateways] == [fakes[0].location, fakes[1].location]
         finally:
-            await m.release()
+            assert await m.release() == []
         assert not fakes[0].mappings
         # layer 2 never had a mapping, so nothing was deleted there
         assert "DeletePortMapping" not in fakes[1].actions()
@@ -150,18 +164,39 @@ async def test_cancellation_mid_climb_removes_every_layer_made() -> None:
 
 async def test_renewal_re_adds_a_layer_lost_to_a_router_reboot() -> None:
     async with chain("10.0.0.2", "33.0.0.1") as fakes:
-        async with MultiLayerMapper(
-            7000, via=via(fakes), probe_target=None, lease=2, timeout=1.0
-        ) as result:
+        m = MultiLayerMapper(7000, via=via(fakes), probe_target=None, lease=2, timeout=1.0)
+        async with m as result:
             assert len(result.layers) == 2
+            events = m.events()
             fakes[1].reboot()
             assert not fakes[1].mappings
-            for _ in range(40):
-                await asyncio.sleep(0.1)
-                if fakes[1].mappings:
-                    break
+            seen: list[tuple[int, str]] = []
+            async with asyncio.timeout(4.0):
+                async for item in events:
+                    assert isinstance(item, LayerEvent)
+                    assert item.name == item.event.name and item.mapping == item.event.subject
+                    seen.append((item.layer, item.name))
+                    if (item.layer, item.name) == (2, "recovered"):
+                        break
             assert ("TCP", 7000) in fakes[1].mappings, "layer 2 was not re-added by renewal"
             assert fakes[1].mappings[("TCP", 7000)].internal_client == "10.0.0.2"
+            assert m.kept[1].state is State.RECOVERED
+            assert (1, "recovered") not in seen  # layer 1 was never lost
+
+
+async def test_release_reports_a_layer_whose_gateway_is_gone() -> None:
+    async with chain("10.0.0.2", "33.0.0.1") as fakes:
+        m = mapper(fakes)
+        result = await m.map()
+        assert len(result.layers) == 2
+        await fakes[1].stop()
+        leftovers = await m.release()
+        assert [type(x) for x in leftovers] == [Leftover]
+        (gone,) = leftovers
+        assert gone.subject == result.layers[1]
+        assert isinstance(gone.error, IGDConnectionError)
+        assert gone.gateway == fakes[1].location
+        assert not fakes[0].mappings  # the layer below is released all the same
 
 
 def test_invalid_arguments() -> None:

@@ -28,3 +28,20 @@ def test_importing_the_cli_does_not_import_aiohttp() -> None:
     code = "import sys, aioigd.cli; print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_mapping_and_firewall_names_are_one_object_wherever_imported() -> None:
+    import aioigd.errors
+    import aioigd.firewall
+    import aioigd.mapper
+
+    assert aioigd.PortMapper is aioigd.mapper.PortMapper
+    assert aioigd.PortInUse is aioigd.errors.PortInUse is aioigd.mapper.PortInUse
+    assert issubclass(aioigd.PortInUse, aioigd.MappingFailed)
+    assert (
+        aioigd.FirewallUnavailable
+        is aioigd.errors.FirewallUnavailable
+        is aioigd.firewall.FirewallUnavailable
+    )
+    assert issubclass(aioigd.FirewallUnavailable, aioigd.IGDError)
+    assert "PortMapper" in aioigd.__all__ and "PortInUse" in aioigd.__all__

@@ -12,6 +12,7 @@ import pytest
 from aioigd import (
     Gateway,
     IGDConnectionError,
+    PortMapper,
     RemoteProtocolError,
     SoapSession,
     UnsafeURLError,
@@ -63,9 +64,8 @@ async def test_seed_router_transcript_flow() -> None:
             assert await gw.port_mappings() == []
             # Index 0 is the empty placeholder, index 1 is 713: one window of indexes.
             assert fake.actions() == ["GetGenericPortMappingEntry"] * ENUMERATION_WINDOW
-            mapping = await gw.map_port(
-                5555, internal_client="192.168.1.77", lease=600, managed=False
-            )
+            async with PortMapper(gw) as pm:
+                mapping = await pm.map_port(5555, internal_client="192.168.1.77", lease=600)
             assert mapping.external_port == 5555
             assert ("TCP", 5555) in fake.mappings
 

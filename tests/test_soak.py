@@ -3,8 +3,8 @@
 - 1,000 ``discover()`` + ``close()`` runs in one process: traced memory after run 1,000 is
   within a small margin of run 100, and the process has the same number of open fds and
   asyncio tasks afterwards as before.
-- 2,000 ``map_port()`` / ``release()`` cycles on one Gateway: fds and live objects flat,
-  no renewal task left behind, nothing left on the gateway.
+- 2,000 ``PortMapper.keep()`` / ``release()`` cycles on one Gateway: fds and live objects
+  flat, no keeper task left behind, nothing left on the gateway.
 
 The fake records every request; the tests clear that record as they go so that the fake's
 own bookkeeping does not count as growth. Memory and fd figures are printed for the report.
@@ -102,6 +102,7 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
     fds_before = open_fds()
     tasks_before = len(asyncio.all_tasks())
     gw = await aioigd.Gateway.from_location(fake_igd.location)
+    pm = aioigd.PortMapper(gw, own_gateway=True)
     try:
         t0 = time.monotonic()
         fds_at: dict[int, int] = {}
@@ -109,13 +110,13 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
         max_tasks = 0
         for cycle in range(1, MAPPING_CYCLES + 1):
             port = 20000 + cycle % 500
-            mapping = await gw.map_port(port, lease=600)
-            assert mapping.external_port == port
-            # One renewal task while it is managed.
-            renewals = [t for t in asyncio.all_tasks() if t.get_name().startswith("aioigd-renew")]
-            assert len(renewals) == 1, renewals
+            kept = await pm.keep(port, lease=600)
+            assert kept.external_port == port
+            # One keeper task while it is kept.
+            keepers = [t for t in asyncio.all_tasks() if t.get_name().startswith("aioigd-keeper")]
+            assert len(keepers) == 1, keepers
             max_tasks = max(max_tasks, len(asyncio.all_tasks()))
-            await gw.release(mapping)
+            await pm.release(kept)
             assert ("TCP", port) not in fake_igd.mappings
             fake_igd.requests.clear()
             if cycle in (100, MAPPING_CYCLES):
@@ -124,17 +125,17 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
                 objects_at[cycle] = len(gc.get_objects())
             assert time.monotonic() - t0 < MAPPING_BUDGET * 2, f"stuck at cycle {cycle}"
         elapsed = time.monotonic() - t0
-        assert gw.mapper.active() == []
+        assert pm.active() == []
         stats = gw.session.stats
     finally:
-        failed = await gw.close()
+        failed = await pm.close()
     assert failed == []
     fds_after = await settled(fds_before, open_fds)
     tasks_after = await settled(tasks_before, lambda: len(asyncio.all_tasks()))
     grown = objects_at[MAPPING_CYCLES] - objects_at[100]
     with capsys.disabled():
         print(
-            f"\n[soak] {MAPPING_CYCLES} map_port/release cycles: {elapsed:.1f} s "
+            f"\n[soak] {MAPPING_CYCLES} keep/release cycles: {elapsed:.1f} s "
             f"({elapsed / MAPPING_CYCLES * 1000:.2f} ms/cycle); requests {stats.requests}, "
             f"connections {stats.connections}; fds {fds_before} -> cycle 100 {fds_at[100]} "
             f"-> cycle {MAPPING_CYCLES} {fds_at[MAPPING_CYCLES]} -> closed {fds_after}; "

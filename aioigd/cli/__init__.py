@@ -251,10 +251,14 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    if args.verbose:
-        import logging
+    import logging
 
+    if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s", stream=err)
+    else:
+        # The CLI reports outcomes and events itself; without -v the library's log
+        # lines would repeat them through logging's last-resort handler.
+        logging.getLogger("aioigd").addHandler(logging.NullHandler())
     output = Output(bool(getattr(args, "json", False)), out, err)
     try:
         return asyncio.run(_run(args, output))

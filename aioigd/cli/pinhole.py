@@ -12,6 +12,7 @@ __all__ = ["cmd_pinhole"]
 
 async def _firewall(args: argparse.Namespace, out: Output) -> tuple[Any, Any]:
     from ..discovery import SearchOptions, discover
+    from ..firewall import FirewallControl
     from ..gateway import Gateway
 
     if args.gateway:
@@ -31,7 +32,7 @@ async def _firewall(args: argparse.Namespace, out: Output) -> tuple[Any, Any]:
             )
         )
     try:
-        return gw, gw.firewall_control(internal_client=args.internal_client)
+        return gw, FirewallControl.from_gateway(gw, internal_client=args.internal_client)
     except BaseException:
         await gw.close()
         raise

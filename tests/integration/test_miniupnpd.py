@@ -336,13 +336,14 @@ async def line():
 
 async def main(loc):
     loop = asyncio.get_running_loop()
-    async with await aioigd.Gateway.from_location(loc) as gw:
-        async with gw.mapped(8100, lease=30) as m:
+    gw = await aioigd.Gateway.from_location(loc)
+    async with gw, aioigd.PortMapper(gw) as pm:
+        async with pm.mapped(8100, lease=30) as m:
             emit("mapped", **m.as_dict())
             await line()
         emit("released")
 
-        m = await gw.map_port(8101, lease=4)
+        m = await pm.keep(8101, lease=4)
         emit("managed", **m.as_dict())
         await line()  # the test has restarted miniupnpd: its table is empty
         start = loop.time()
@@ -414,7 +415,8 @@ async def main(loc, base):
     plan = [("start", d / 1000) for d in range(0, 40, 3)]
     plan += [("add", d / 1000) for d in (0, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)]
     plan += [("acked", 0.0)] * 3
-    async with await aioigd.Gateway.from_location(loc) as gw:
+    gw = await aioigd.Gateway.from_location(loc)
+    async with gw, aioigd.PortMapper(gw) as pm:
         real_add = gw.add_port_mapping
         hook = {}
 
@@ -430,7 +432,7 @@ async def main(loc, base):
         for i, (anchor, delay) in enumerate(plan):
             port = base + i
             hook.update(sent=asyncio.Event(), acked=asyncio.Event(), hold=anchor == "acked")
-            task = asyncio.create_task(gw.map_port(port, lease=60))
+            task = asyncio.create_task(pm.keep(port, lease=60))
             if anchor != "start":
                 event = hook["sent" if anchor == "add" else "acked"]
                 await asyncio.wait_for(event.wait(), 5)
@@ -439,7 +441,7 @@ async def main(loc, base):
             try:
                 mapping = await task
                 outcome = "completed"
-                await gw.release(mapping)
+                await pm.release(mapping)
             except asyncio.CancelledError:
                 outcome = "cancelled"
             try:
@@ -556,20 +558,20 @@ import asyncio, json, sys, warnings
 warnings.simplefilter("error", ResourceWarning)
 import aioigd
 
-async def user(gw, port, hold):
-    async with gw.mapped(port, lease=2):   # renewed at 1 s
+async def user(pm, port, hold):
+    async with pm.mapped(port, lease=2):   # renewed at 1 s
         await asyncio.sleep(hold)          # then released on exit
 
 async def main(location, base):
     gw = await aioigd.Gateway.from_location(location)
-    async with gw:
+    async with gw, aioigd.PortMapper(gw) as pm:
         loop = asyncio.get_running_loop()
         # Cancel the whole lifecycle at points spread over map (~ms), holding, the renewal
         # at 1 s and the release that starts when the hold ends (1.2 s).
         points = [0.0, 0.001, 0.002, 0.004, 0.5, 1.0, 1.001, 1.003, 1.2, 1.2005, 1.201, 1.203]
         for i, at in enumerate(points):
             port = base + i
-            task = asyncio.create_task(user(gw, port, 1.2))
+            task = asyncio.create_task(user(pm, port, 1.2))
             await asyncio.sleep(at)
             task.cancel()
             try:
@@ -584,7 +586,7 @@ async def main(location, base):
                 left = None
             print(json.dumps({"port": port, "at": at, "outcome": outcome, "left": left}),
                   flush=True)
-        print(json.dumps({"active": len(gw.mapper.active())}), flush=True)
+        print(json.dumps({"active": len(pm.active())}), flush=True)
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 """

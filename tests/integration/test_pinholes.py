@@ -104,7 +104,7 @@ import asyncio, json, sys
 import aioigd
 async def main():
     gw = await aioigd.Gateway.from_location({lab.router(1).location6!r})
-    async with gw, gw.firewall_control() as fc:
+    async with gw, aioigd.FirewallControl.from_gateway(gw) as fc:
         async with fc.pinhole({PORT}, lease=60) as hole:
             print(json.dumps(hole.as_dict()), flush=True)
             sys.stdin.readline()
