@@ -24,6 +24,8 @@ __all__ = [
     "ExternalIPUnavailable",
     "MappingFailed",
     "PortInUse",
+    "MappingRefused",
+    "BehindAnotherNAT",
     "CleanupFailed",
     "NetworkPolicyError",
     "FirewallUnavailable",
@@ -118,6 +120,23 @@ class PortInUse(MappingFailed):
 
 class NetworkPolicyError(IGDError):
     """Loopback-only mode (:mod:`aioigd.netguard`) refused a destination outside loopback."""
+
+
+class MappingRefused(MappingFailed):
+    """The gateway refuses mappings for this internal client, whatever the port
+    (miniupnpd's secure mode answers 718 for a free port: a host may only map to itself)."""
+
+
+class BehindAnotherNAT(MappingFailed):
+    """The router refuses to forward because its own WAN side is behind another NAT
+    (double NAT, CGNAT): its external address is private, shared or missing."""
+
+    def __init__(self, message: str, external_ip: str | None = None) -> None:
+        super().__init__(message)
+        self.external_ip = external_ip
+
+    def __reduce__(self) -> tuple[type[BehindAnotherNAT], tuple[str, str | None]]:
+        return type(self), (str(self), self.external_ip)
 
 
 class CleanupFailed(IGDError):

@@ -18,6 +18,7 @@ from .errors import (
     NoSuchEntryInArray,
     PortMappingNotFound,
     RemoteProtocolError,
+    ResponseTooLarge,
     SpecifiedArrayIndexInvalid,
     UPnPError,
 )
@@ -58,6 +59,8 @@ SAFE_LIST_ENTRIES = 100
 #: GetGenericPortMappingEntry indexes in flight at once: with GetExternalIPAddress
 #: alongside, that fills the session's MAX_CONNECTIONS (miniupnpd's backlog is 5).
 ENUMERATION_WINDOW = 3
+#: Reasons kept for malformed entries left out of one enumeration.
+_MAX_SKIPPED = 64
 #: Consecutive placeholder entries after which enumeration gives up.
 _MAX_EMPTY_RUN = 64
 #: The description every mapping gets unless the caller says otherwise.
@@ -93,6 +96,8 @@ class Gateway:
         #: The IPv6 firewall-control service, if any.
         self.firewall: Service | None = description.firewall_service()
         self._local_address: str | None = None
+        #: Why entries of the last :meth:`port_mappings` were left out (malformed).
+        self.skipped_entries: list[str] = []
 
     @classmethod
     async def from_location(
@@ -316,20 +321,40 @@ class Gateway:
             )
         except PortMappingNotFound:
             return []
-        return actions.parse_list_of_port_mappings(out)
+        return actions.parse_list_of_port_mappings(out, self.skipped_entries)
 
     async def port_mappings(
         self, *, max_entries: int = MAX_ENUMERATED_ENTRIES
     ) -> list[PortMappingEntry]:
         """The whole mapping table, bounded by ``max_entries``.
 
-        On v2, when the table is known to be small, two GetListOfPortMappings
-        calls (TCP and UDP, concurrently). Otherwise GetGenericPortMappingEntry
-        from index 0 until 713/714 (a few indexes in flight at once), skipping
-        empty placeholder entries, stopping at ``max_entries`` indexes or after a
-        long run of placeholders (a router that never says 713).
+        On v2 a small table (see :meth:`small_table`) is listed; otherwise it is read
+        with GetGenericPortMappingEntry from index 0 until 713/714 (a few indexes in flight
+        at once), skipping empty placeholder entries, stopping at ``max_entries``
+        indexes or after a long run of placeholders (a router that never says 713).
+        A malformed entry is left out (its reason in :attr:`skipped_entries`).
         """
-        if self.is_v2 and await self._table_is_small():
+        if self.is_v2:  # v1 has no listing action: the size probe would be wasted
+            small = await self.small_table(max_entries=max_entries)
+            if small is not None:
+                return small
+        self.skipped_entries = []
+        return await self._enumerate(max_entries)
+
+    async def small_table(
+        self, *, max_entries: int = SAFE_LIST_ENTRIES
+    ) -> list[PortMappingEntry] | None:
+        """The whole table when it holds fewer than :data:`SAFE_LIST_ENTRIES` entries,
+        else ``None`` — in a bounded number of requests, whatever the table's size.
+
+        One GetGenericPortMappingEntry at index :data:`SAFE_LIST_ENTRIES` tells; then
+        on v2 two GetListOfPortMappings (TCP and UDP, concurrently), on v1 (or when
+        listing fails) at most that many indexes one by one.
+        """
+        self.skipped_entries = []
+        if not await self._table_is_small():
+            return None
+        if self.is_v2:
             try:
                 tcp, udp = await asyncio.gather(
                     self.get_list_of_port_mappings(Protocol.TCP),
@@ -339,8 +364,8 @@ class Gateway:
             except (UPnPError, ActionNotSupported, RemoteProtocolError):
                 # 401/602; 606 when listing other clients is not authorized; or a
                 # listing one unescaped description broke (miniupnpd copies it raw).
-                pass
-        return await self._enumerate(max_entries)
+                self.skipped_entries = []
+        return await self._enumerate(min(max_entries, SAFE_LIST_ENTRIES))
 
     async def _table_is_small(self) -> bool:
         """True when index :data:`SAFE_LIST_ENTRIES` is past the end of the table.
@@ -364,9 +389,18 @@ class Gateway:
             results = await asyncio.gather(
                 *(self.get_generic_port_mapping_entry(i) for i in indexes), return_exceptions=True
             )
-            for result in results:
+            for index, result in zip(indexes, results, strict=True):
                 if isinstance(result, SpecifiedArrayIndexInvalid | NoSuchEntryInArray):
                     return entries  # the end of the table
+                if isinstance(result, RemoteProtocolError) and not isinstance(
+                    result, ResponseTooLarge
+                ):
+                    if len(self.skipped_entries) < _MAX_SKIPPED:
+                        self.skipped_entries.append(f"entry {index}: {result}")
+                    empty_run += 1  # a router that only ever sends garbage ends like one
+                    if empty_run >= _MAX_EMPTY_RUN:  # that never says 713
+                        return entries
+                    continue
                 if isinstance(result, BaseException):
                     raise result
                 if result is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import random
 from collections.abc import AsyncIterator, Coroutine, Hashable
@@ -32,13 +33,16 @@ from typing import Any, TypeVar
 
 from .discovery import SearchOptions, rediscover
 from .errors import (
+    ActionFailed,
+    BehindAnotherNAT,
     ConflictInMappingEntry,
     ConflictWithOtherMechanisms,
     ExternalIPUnavailable,
-    IGDConnectionError,
     IGDError,
+    IGDTimeoutError,
     InvalidArgs,
     MappingFailed,
+    MappingRefused,
     NoSuchEntryInArray,
     OnlyPermanentLeasesSupported,
     PortInUse,
@@ -76,6 +80,22 @@ _MAX_PORT_ATTEMPTS = 8
 
 _TableKey = tuple[Protocol, int]
 _T = TypeVar("_T")
+
+
+#: WAN addresses that mean "behind another NAT": RFC 1918, RFC 6598 shared (CGNAT) space,
+#: link-local. Not every non-global address (documentation ranges are no such sign).
+_INNER_NETWORKS = tuple(
+    ipaddress.IPv4Network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
+)
+
+
+def _inner_address(address: str) -> bool:
+    try:
+        ip = ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in _INNER_NETWORKS)
 
 
 class KeptMapping(Kept[Mapping]):
@@ -155,6 +175,8 @@ class PortMapper:
         self.rediscovery = rediscovery
         self._owned: list[Gateway] = [gateway] if own_gateway else []
         self._table: dict[_TableKey, PortMappingEntry] | None = None
+        #: False when the table was too big to read: it holds only what we learned.
+        self._table_complete = False
         self._ext_ip: tuple[str | None, float] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -177,17 +199,76 @@ class PortMapper:
 
     # -- table cache --------------------------------------------------------
     async def table(self, *, refresh: bool = False) -> dict[_TableKey, PortMappingEntry]:
-        """The gateway's mapping table, enumerated once and then kept in step."""
+        """What is known of the gateway's mapping table, read once and then kept in step.
+
+        A small table is read whole; a big one (100 entries or more) is not read at
+        all — each request slows down as a router's table grows, and reading 1,000
+        entries one by one takes miniupnpd ~19 s — so mapping one port takes a
+        bounded number of requests whatever the table's size: the wanted port is
+        asked about by itself, conflicts are found by the add (718).
+        """
         if self._table is None or refresh:
             try:
-                entries = await self.gateway.port_mappings()
+                entries = await self.gateway.small_table()
             except UPnPError as exc:
                 # Listing is an optimisation (conflicts are retried on 718 anyway); a
                 # gateway that will not list (606 without NewManage rights) still maps.
                 log.info("cannot list the mapping table (%s); mapping without it", exc)
-                entries = []
-            self._table = {(e.protocol, e.external_port): e for e in entries}
+                entries = None
+            for reason in self.gateway.skipped_entries:
+                log.info("left a malformed entry out of the table: %s", reason)
+            self._table_complete = entries is not None
+            self._table = {(e.protocol, e.external_port): e for e in entries or ()}
         return self._table
+
+    async def _explain_501(
+        self, exc: ActionFailed, ext_task: asyncio.Future[str | None]
+    ) -> IGDError:
+        """A 501 from a router whose WAN address is private, shared or missing is the
+        common double NAT (miniupnpd refuses to forward then): say so, and what helps."""
+        try:
+            external = await asyncio.wait_for(asyncio.shield(ext_task), CLEANUP_TIMEOUT)
+        except (IGDError, TimeoutError):
+            return exc
+        if external is not None and not _inner_address(external):
+            return exc
+        where = f"its WAN address is {external}" if external else "it reports no WAN address"
+        return BehindAnotherNAT(
+            f"the router at {self.gateway.host} refuses to forward ({exc}): {where}, so it "
+            "sits behind another NAT (double NAT or carrier-grade NAT) and will not map a "
+            "port nobody outside could reach. Map through the upper router as well "
+            "(`aioigd map PORT --layers auto`, or --via its address), put this router in "
+            "bridge or DMZ mode behind the upper one, or ask the ISP for a public address",
+            external,
+        )
+
+    async def _ask_holder(self, proto: Protocol, port: int) -> PortMappingEntry | None:
+        """Who holds ``port`` now, asked fresh after a conflict (remembered). When the
+        question itself fails, an unknown holder stands in for "another client"."""
+        try:
+            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
+        except NoSuchEntryInArray:
+            self._forget(proto, port)
+            return None
+        except IGDError as exc:
+            log.debug("who holds %s %d: %s", proto.value, port, exc)
+            entry = PortMappingEntry(port, proto, 0, "?", description="(held by another client)")
+        self._remember(entry)
+        return entry
+
+    async def _holder(
+        self, table: dict[_TableKey, PortMappingEntry], proto: Protocol, port: int
+    ) -> PortMappingEntry | None:
+        """Who holds ``port``: from the table when it is complete, else asked (once)."""
+        held = table.get((proto, port))
+        if held is not None or self._table_complete:
+            return held
+        try:
+            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
+        except NoSuchEntryInArray:
+            return None
+        self._remember(entry)
+        return entry
 
     def _remember(self, entry: PortMappingEntry) -> None:
         if self._table is not None:
@@ -208,6 +289,7 @@ class PortMapper:
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
+        remove_stale: bool = False,
     ) -> Mapping:
         """Map ``internal_port`` on this host (or ``internal_client``) and verify it, once.
 
@@ -224,6 +306,9 @@ class PortMapper:
             internal_client: the LAN address to forward to (default: this host's
                 address towards the gateway).
             strict: fail with :class:`PortInUse` instead of choosing another port.
+            remove_stale: once the new mapping works, also delete our other entries
+                for the same internal endpoint and description (leftovers of an earlier
+                run). Off by default: only the entry on the wanted port is replaced.
 
         Returns:
             The verified :class:`Mapping`; its ``lease`` is what renewals would be
@@ -231,6 +316,7 @@ class PortMapper:
 
         Raises:
             PortInUse: ``strict`` and the port is held by another client.
+            MappingRefused: the gateway refuses this internal client (secure mode).
             MappingFailed: the gateway accepted the add but verification failed,
                 or no free port was found.
             UPnPError: any other fault.
@@ -243,6 +329,7 @@ class PortMapper:
             description=description,
             internal_client=internal_client,
             strict=strict,
+            remove_stale=remove_stale,
         )
         return mapping
 
@@ -256,6 +343,7 @@ class PortMapper:
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
+        remove_stale: bool = False,
     ) -> KeptMapping:
         """Map like :meth:`map_port`, then keep the mapping alive until released.
 
@@ -270,6 +358,7 @@ class PortMapper:
             description=description,
             internal_client=internal_client,
             strict=strict,
+            remove_stale=remove_stale,
         )
         for old in self._keeper.kept():
             if (old.current.protocol, old.current.external_port) == (
@@ -297,6 +386,7 @@ class PortMapper:
         description: str,
         internal_client: str | None,
         strict: bool,
+        remove_stale: bool = False,
     ) -> tuple[Mapping, int]:
         """The seed flow; returns the mapping and the lease the gateway reported."""
         if self._closed:
@@ -317,11 +407,20 @@ class PortMapper:
             ext_task = asyncio.ensure_future(self._external_ip())
             try:
                 table = await self.table()
-                port, granted_lease, permanent_only = await self._add(
-                    table, proto, wanted, internal_port, client_ip, description, lease, strict
-                )
-                entry = await self._verify(proto, port, internal_port, client_ip)
-                ext_ip = await ext_task
+                try:
+                    port, granted_lease, permanent_only = await self._add(
+                        table, proto, wanted, internal_port, client_ip, description, lease, strict
+                    )
+                except ActionFailed as exc:
+                    raise await self._explain_501(exc, ext_task) from exc
+                try:
+                    entry = await self._verify(proto, port, internal_port, client_ip)
+                    ext_ip = await ext_task
+                except BaseException as exc:
+                    # The router acted: whatever failed afterwards (a garbage reply, a
+                    # timeout, a cancellation), do not leave the mapping behind.
+                    exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
+                    raise
             finally:
                 if not ext_task.done():
                     await stop_task(ext_task)
@@ -329,10 +428,13 @@ class PortMapper:
                     ext_task.exception()  # retrieved: the error that stopped the map wins
             try:
                 # Only once the new mapping works: a failed map must not cost a working one.
-                await self._remove_stale(table, proto, internal_port, client_ip, description, port)
-            except asyncio.CancelledError:
+                if remove_stale:
+                    await self._remove_stale(
+                        table, proto, internal_port, client_ip, description, port
+                    )
+            except asyncio.CancelledError as exc:
                 # The caller will never see this mapping: do not leave it behind.
-                await self._cleanup_uncertain(proto, port, client_ip)
+                exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
                 raise
             reported = entry.lease
             mapping = Mapping(
@@ -345,7 +447,10 @@ class PortMapper:
                 description=description,
                 gateway=self.gateway.location,
                 permanent_only=permanent_only,
+                wanted_port=wanted,
             )
+            if port != wanted:
+                log.info("%s port %d was taken; mapped %d instead", proto.value, wanted, port)
             return mapping, reported
 
     async def _external_ip(self, *, max_age: float | None = None) -> str | None:
@@ -418,7 +523,7 @@ class PortMapper:
         lease: int,
         strict: bool,
     ) -> tuple[int, int, bool]:
-        holder = table.get((proto, wanted))
+        holder = await self._holder(table, proto, wanted)
         if holder is not None and holder.internal_client != client_ip and strict:
             raise PortInUse(
                 f"{proto.value} port {wanted} is mapped to {holder.internal_client}:"
@@ -435,11 +540,22 @@ class PortMapper:
                 return port, granted, granted == 0 and lease != 0
             except (ConflictInMappingEntry, ConflictWithOtherMechanisms) as exc:
                 last = exc
+                holder = await self._ask_holder(proto, port)
+                if holder is None or holder.internal_client == client_ip:
+                    # The port is free (or already ours), yet "conflict": not a conflict
+                    # but a refusal for this internal client (miniupnpd's secure mode only
+                    # lets a host map for itself). Other ports would be refused alike.
+                    raise MappingRefused(
+                        f"the gateway refuses to map {proto.value} {port} to {client_ip} "
+                        f"although the port is free ({exc}): it only maps for a host that "
+                        "asks for itself (secure mode), or not to this client"
+                    ) from exc
                 if strict:
-                    raise PortInUse(f"{proto.value} port {port} is taken: {exc}") from exc
-                self._remember(
-                    PortMappingEntry(port, proto, 0, "?", description="(held by another client)")
-                )
+                    raise PortInUse(
+                        f"{proto.value} port {port} is mapped to {holder.internal_client}:"
+                        f"{holder.internal_port} ({holder.description!r})",
+                        holder,
+                    ) from exc
         if self.gateway.is_v2 and not strict:
             # Let the gateway choose (AddAnyPortMapping, WANIPConnection:2 §2.5.16).
             port = await self._guarded(
@@ -492,28 +608,44 @@ class PortMapper:
     async def _guarded(
         self, proto: Protocol, port: int, client_ip: str, add: Coroutine[Any, Any, _T]
     ) -> _T:
-        """Run an add; if cancelled or cut off mid-way, delete what it may have created."""
+        """Run an add; if it failed in any way but a fault (the router refused, so it
+        created nothing), delete what it may have created."""
         try:
             return await add
-        except (asyncio.CancelledError, IGDConnectionError):
-            await self._cleanup_uncertain(proto, port, client_ip)
+        except BaseException as exc:
+            if not isinstance(exc, UPnPError):
+                exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
             raise
 
-    async def _cleanup_uncertain(self, proto: Protocol, port: int, client_ip: str) -> None:
+    async def _cleanup_uncertain(self, proto: Protocol, port: int, client_ip: str) -> str:
+        """Delete ``port`` if the gateway forwards it to ``client_ip`` (bounded, best
+        effort); returns what happened, for the error that made it necessary."""
+        what = f"{proto.value} {port}"
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
-                entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
-                if entry.internal_client == client_ip:
-                    await self.gateway.delete_port_mapping(port, proto)
-                    self._forget(proto, port)
+                try:
+                    entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
+                except NoSuchEntryInArray:
+                    return f"aioigd checked: {what} was not created"
+                except (RemoteProtocolError, IGDTimeoutError):
+                    # The question failed like the answer before it. The add was for this
+                    # client and the router did not refuse it (another host's entry would
+                    # have been a 718), so what is on that port now is ours to remove.
+                    entry = None
+                if entry is not None and entry.internal_client != client_ip:
+                    return f"aioigd checked: {what} belongs to {entry.internal_client}, left alone"
+                await self.gateway.delete_port_mapping(port, proto)
+                self._forget(proto, port)
+                return f"aioigd removed the {what} mapping it may have created"
         except (IGDError, TimeoutError, asyncio.CancelledError) as exc:
-            log.debug("cleanup of %s %d after an interrupted add: %r", proto.value, port, exc)
+            log.info("could not remove %s after a failed add: %r", what, exc)
+            return f"aioigd could not remove {what}, which it may have created: {exc!r}"
 
     async def _verify(
         self, proto: Protocol, port: int, internal_port: int, client_ip: str
     ) -> PortMappingEntry:
         try:
-            entry = await self._guarded_verify(proto, port, client_ip)
+            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
         except NoSuchEntryInArray:
             raise MappingFailed(
                 f"gateway accepted {proto.value} {port} but does not list it"
@@ -525,14 +657,6 @@ class PortMapper:
             )
         self._remember(entry)
         return entry
-
-    async def _guarded_verify(self, proto: Protocol, port: int, client_ip: str) -> PortMappingEntry:
-        try:
-            return await self.gateway.get_specific_port_mapping_entry(port, proto)
-        except BaseException as exc:
-            if not isinstance(exc, UPnPError):
-                await self._cleanup_uncertain(proto, port, client_ip)
-            raise
 
     # -- keeping (the keeper's backend) -----------------------------------------
     def _is_kept(self, proto: Protocol, port: int) -> bool:
@@ -748,6 +872,7 @@ class PortMapper:
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
+        remove_stale: bool = False,
     ) -> AsyncIterator[KeptMapping]:
         """Map on enter, keep alive inside, delete on exit, error or cancellation."""
         kept = await self.keep(
@@ -758,6 +883,7 @@ class PortMapper:
             description=description,
             internal_client=internal_client,
             strict=strict,
+            remove_stale=remove_stale,
         )
         try:
             yield kept

@@ -222,6 +222,9 @@ class Mapping:
     gateway: str = ""
     #: True when the gateway only accepted a permanent lease (fault 725).
     permanent_only: bool = field(default=False, compare=False)
+    #: The external port that was asked for (0: not recorded); differs from
+    #: ``external_port`` when it was taken and another one was mapped.
+    wanted_port: int = field(default=0, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict with snake_case keys named after the fields."""
@@ -235,6 +238,7 @@ class Mapping:
             "description": self.description,
             "gateway": self.gateway,
             "permanent_only": self.permanent_only,
+            "wanted_port": self.wanted_port or self.external_port,
         }
 
 

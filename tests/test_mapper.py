@@ -21,6 +21,7 @@ from aioigd import (
     IGDError,
     Mapping,
     MappingFailed,
+    MappingRefused,
     PortInUse,
     PortMapper,
     Protocol,
@@ -58,8 +59,9 @@ def _enumeration(version: int) -> list[str]:
         # Index SAFE_LIST_ENTRIES answers 713 (the table is small, listing it cannot
         # crash miniupnpd), then one listing per protocol.
         return ["GetGenericPortMappingEntry", "GetListOfPortMappings", "GetListOfPortMappings"]
-    # Empty table: one window of ENUMERATION_WINDOW indexes, all past the end (713).
-    return ["GetGenericPortMappingEntry"] * ENUMERATION_WINDOW
+    # The same size probe, then the empty table: one window of ENUMERATION_WINDOW
+    # indexes, all past the end (713).
+    return ["GetGenericPortMappingEntry"] * (1 + ENUMERATION_WINDOW)
 
 
 @pytest.fixture(params=[1, 2], ids=["v1", "v2"])
@@ -244,17 +246,41 @@ async def test_conflict_718_strict_is_port_in_use(fake: FakeIGD, pm: PortMapper)
     assert len(_ours(fake)) == 1
 
 
-async def test_every_port_conflicts(fake: FakeIGD, pm: PortMapper) -> None:
-    """All AddPortMapping attempts get 718: v2 lets the gateway choose, v1 gives up."""
+async def test_718_for_a_free_port_is_a_refusal_not_a_conflict(
+    fake: FakeIGD, pm: PortMapper
+) -> None:
+    """Issue 10: secure mode answers 718 for a free port when the internal client is not
+    the requester. That is a refusal for that client: stop after one add and say so
+    (was: 8 adds on other ports, AddAnyPortMapping, then a misleading 606/PortInUse)."""
     fake.quirks.fail_actions = {"AddPortMapping": 718}
+    for strict in (False, True):
+        fake.requests.clear()
+        with pytest.raises(MappingRefused, match="refuses to map TCP 5000 to 192.168.1.3"):
+            await pm.map_port(5000, internal_client="192.168.1.3", strict=strict)
+        assert fake.actions().count("AddPortMapping") == 1
+        assert "AddAnyPortMapping" not in fake.actions()
+    assert fake.mappings == {}
+
+
+async def test_every_port_really_taken(fake: FakeIGD, pm: PortMapper) -> None:
+    """Each add loses the race to another host: v2 lets the gateway choose, v1 gives up."""
+    real = fake._add
+
+    def taken(a: dict[str, str], port: int) -> int:
+        if fake.requests[-1].action == "AddPortMapping":
+            _put(fake, port, OTHER)  # another host got there first
+        return real(a, port)
+
+    fake._add = taken  # type: ignore[method-assign]
+    await pm.table()
     if fake.version == 2:
         mapping = await pm.map_port(5000)
         assert "AddAnyPortMapping" in fake.actions()
         assert fake.mappings[("TCP", mapping.external_port)].internal_client == ME
     else:
-        with pytest.raises(MappingFailed):
+        with pytest.raises(MappingFailed, match="no free external TCP port"):
             await pm.map_port(5000)
-        assert fake.mappings == {}
+        assert _ours(fake) == []
     adds = fake.actions().count("AddPortMapping")
     assert 1 < adds <= 8  # bounded attempts
 
@@ -280,13 +306,31 @@ async def test_our_stale_mapping_is_deleted(fake: FakeIGD, pm: PortMapper) -> No
     _put(fake, 7001, OTHER, internal_port=5000, desc="aioigd")  # not ours: other client
     _put(fake, 7002, ME, internal_port=5000, desc="another app")  # ours, other description
     _put(fake, 7003, ME, internal_port=5001, desc="aioigd")  # ours, other internal port
-    mapping = await pm.map_port(5000)
+    mapping = await pm.map_port(5000, remove_stale=True)
     assert mapping.external_port == 5000
     deletes = [r.args["NewExternalPort"] for r in fake.requests if r.action == "DeletePortMapping"]
     assert deletes == ["7000"]
     assert ("TCP", 7000) not in fake.mappings
     for port in (7001, 7002, 7003):
         assert ("TCP", port) in fake.mappings
+
+
+async def test_a_second_external_port_for_the_same_internal_port_keeps_the_first(
+    fake: FakeIGD, pm: PortMapper
+) -> None:
+    """Issue 10: only the entry on the wanted external port may be replaced by default."""
+    first = await pm.map_port(5000, 7000)
+    second = await pm.map_port(5000, 7001)
+    assert "DeletePortMapping" not in fake.actions()
+    assert {first.external_port, second.external_port} == {7000, 7001}
+    assert all(("TCP", p) in fake.mappings for p in (7000, 7001))
+
+
+async def test_a_taken_port_says_which_was_wanted(fake: FakeIGD, pm: PortMapper) -> None:
+    _put(fake, 5000, OTHER)
+    mapping = await pm.map_port(5000)
+    assert mapping.external_port != 5000 and mapping.wanted_port == 5000
+    assert mapping.as_dict()["wanted_port"] == 5000
 
 
 async def test_verified_with_get_specific(fake: FakeIGD, pm: PortMapper) -> None:
@@ -650,8 +694,9 @@ async def _cancel_once(host: str, version: int, cancel_after: float) -> list[str
 async def test_cancel_map_port_mid_flight_leaves_nothing(version: int) -> None:
     """Cancel at several points (delay 0.3 s per answer): before the add, while the add is
     in flight, while it is being verified, and after. Each run has its own fake and host."""
-    # v2 reads the table in two steps (a size probe, then the listings): 0.3 s later.
-    shift = 0.3 if version == 2 else 0.0
+    # Both read the table in two steps (a size probe, then the listings on v2, one window
+    # of indexes on v1): the add starts 0.3 s later than it would without the probe.
+    shift = 0.3
     points = [0.05, 0.35 + shift, 0.45 + shift, 0.7 + shift, 0.95 + shift]
     runs = await asyncio.gather(
         *(_cancel_once(f"127.0.3.{i + 1}", version, t) for i, t in enumerate(points))
@@ -672,7 +717,7 @@ async def test_cancel_during_stale_removal_leaves_nothing() -> None:
             fake.quirks.delay = 0.3
             # 0-0.3 IP + table size probe, 0.3-0.6 listings, 0.6-0.9 add, 0.9-1.2 verify,
             # 1.2-1.5 delete of the leftover.
-            task = asyncio.create_task(pm.map_port(5000, lease=600))
+            task = asyncio.create_task(pm.map_port(5000, lease=600, remove_stale=True))
             await asyncio.sleep(1.3)
             assert fake.actions()[-1] == "DeletePortMapping"
             task.cancel()

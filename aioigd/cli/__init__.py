@@ -281,5 +281,7 @@ def main(
 
 def _one_line(exc: BaseException) -> str:
     """The message on one line: gateway-supplied text (fault descriptions, HTTP status
-    lines) must not be able to add lines to our output."""
-    return " ".join(_CONTROL.sub(" ", str(exc)).split())[:500]
+    lines) must not be able to add lines to our output. Notes (what was cleaned up
+    after the failure) follow the message."""
+    text = "; ".join([str(exc), *getattr(exc, "__notes__", ())])
+    return " ".join(_CONTROL.sub(" ", text).split())[:700]

@@ -158,10 +158,10 @@ async def stop_printing(task: asyncio.Task[None] | None, grace: float = 1.0) -> 
 def report_leftovers(leftovers: list[Any], out: Output) -> None:
     """Say what could not be removed (stderr, and a JSON object under --json)."""
     for leftover in leftovers:
-        print(f"aioigd: error: could not remove {_one_line(str(leftover))}", file=out.err)
+        print(f"aioigd: error: could not remove {one_line(str(leftover))}", file=out.err)
     if leftovers and out.as_json:
         out.emit({"event": "cleanup_failed", "leftovers": [str(x) for x in leftovers]}, "")
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     return " ".join(text.split())[:500]

@@ -11,6 +11,7 @@ from .common import (
     Output,
     event_record,
     hold,
+    one_line,
     report_leftovers,
     search_options,
     stop_printing,
@@ -72,8 +73,18 @@ async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
+    from ..errors import ExternalIPUnavailable
+
     async with await _gateway(args, out) as gw:
-        ip = await gw.get_external_ip_address()
+        try:
+            ip = await gw.get_external_ip_address()
+        except ExternalIPUnavailable as exc:
+            exc.add_note(
+                f"the router at {gw.host} may sit behind another NAT that gave it a private "
+                "address (miniupnpd then reports none); `aioigd map PORT --layers auto` maps "
+                "through both"
+            )
+            raise
         out.emit({"external_ip": ip, "location": gw.location}, ip)
     return ExitCode.OK
 
@@ -99,6 +110,8 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
                 f"{e.internal_port}  lease {e.lease}s  {e.description!r}"
             )
             out.emit(d, text)
+        for reason in gw.skipped_entries:
+            print(f"aioigd: note: skipped a malformed entry ({one_line(reason)})", file=out.err)
     return ExitCode.OK
 
 
@@ -125,12 +138,21 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
         )
         if mapping.permanent_only and not out.as_json:
             print("note: the gateway only accepts permanent leases", file=out.err)
+        if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
+            print(
+                f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is taken; "
+                f"mapped {mapping.external_port} instead",
+                file=out.err,
+            )
         out.emit(mapping.as_dict(), _mapping_text(mapping))
     return ExitCode.OK
 
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     async with await _gateway(args, out) as gw:
+        # miniupnpd answers 200 for a mapping it does not have: ask first, so "not
+        # found" is said (NoSuchEntryInArray, exit 4) instead of "deleted".
+        await gw.get_specific_port_mapping_entry(args.external_port, args.protocol)
         await gw.delete_port_mapping(args.external_port, args.protocol)
         out.emit(
             {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},

@@ -40,6 +40,9 @@ MAX_LEASE = 604800
 #: Longest NewPortMappingDescription we send (longer text gets 605 from gateways).
 MAX_DESCRIPTION = 256
 _MAX_LISTING_ENTRIES = 4096
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+#: Reasons kept for skipped malformed entries (the count of entries is bounded elsewhere).
+_MAX_SKIPPED = 64
 
 
 def _remote_host(remote_host: str | None) -> str:
@@ -145,11 +148,20 @@ def parse_external_ip(out: dict[str, str]) -> str:
     if not text or text == "0.0.0.0":  # noqa: S104 - a value from the wire, not a bind
         raise ExternalIPUnavailable("the gateway reports no external IP address")
     try:
-        return str(ipaddress.IPv4Address(text))
+        address = ipaddress.IPv4Address(text)
     except ValueError:
         raise RemoteProtocolError(
             f"GetExternalIPAddress returned {text[:40]!r}, not an IPv4 address"
         ) from None
+    if address.is_unspecified:
+        raise ExternalIPUnavailable("the gateway reports no external IP address")
+    # Private and shared (CGNAT) addresses are real external addresses behind another
+    # NAT; these are not an address anyone outside could reach the gateway at.
+    if address.is_loopback or address.is_multicast or address == _BROADCAST:
+        raise RemoteProtocolError(
+            f"GetExternalIPAddress returned {address}, which is not a usable external address"
+        )
+    return str(address)
 
 
 def _client(text: str) -> str:
@@ -209,8 +221,12 @@ def parse_port_mapping_entry(
     )
 
 
-def parse_port_listing(text: str) -> list[PortMappingEntry]:
-    """Decode ``NewPortListing`` (the XML document GetListOfPortMappings returns)."""
+def parse_port_listing(text: str, skipped: list[str] | None = None) -> list[PortMappingEntry]:
+    """Decode ``NewPortListing`` (the XML document GetListOfPortMappings returns).
+
+    One malformed entry (a port out of range, a bad address …) does not spoil the
+    listing: it is left out, and the reason is appended to ``skipped`` when given.
+    """
     if not text.strip():
         return []
     root = parse_xml(text.encode("utf-8"), limit=1 << 20, what="NewPortListing")
@@ -232,17 +248,25 @@ def parse_port_listing(text: str) -> list[PortMappingEntry]:
             "NewPortMappingDescription": child_text(elem, "NewDescription"),
             "NewLeaseDuration": child_text(elem, "NewLeaseTime", "0"),
         }
-        if child(elem, "NewExternalPort") is None:
-            raise RemoteProtocolError("PortMappingEntry without NewExternalPort")
-        entry = parse_port_mapping_entry(fields)
+        try:
+            if child(elem, "NewExternalPort") is None:
+                raise RemoteProtocolError("PortMappingEntry without NewExternalPort")
+            entry = parse_port_mapping_entry(fields)
+        except RemoteProtocolError as exc:
+            if skipped is not None and len(skipped) < _MAX_SKIPPED:
+                skipped.append(f"listing entry {len(entries) + 1}: {exc}")
+            continue
         if entry is not None:
             entries.append(entry)
     return entries
 
 
-def parse_list_of_port_mappings(out: dict[str, str]) -> list[PortMappingEntry]:
-    """``GetListOfPortMappings`` → its entries (decodes ``NewPortListing``)."""
-    return parse_port_listing(out.get("NewPortListing", ""))
+def parse_list_of_port_mappings(
+    out: dict[str, str], skipped: list[str] | None = None
+) -> list[PortMappingEntry]:
+    """``GetListOfPortMappings`` → its entries (decodes ``NewPortListing``; malformed
+    entries are left out and described in ``skipped``)."""
+    return parse_port_listing(out.get("NewPortListing", ""), skipped)
 
 
 def parse_reserved_port(out: dict[str, str]) -> int:

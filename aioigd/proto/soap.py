@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 from ..errors import RemoteProtocolError, ResponseTooLarge, UPnPError, fault_class
+from .table import ACTIONS
 from .xmlsafe import Element, child, child_text, local_name, parse_xml
 
 __all__ = ["MAX_SOAP_SIZE", "build_request", "parse_response"]
@@ -90,6 +91,12 @@ def parse_response(
         raise RemoteProtocolError(f"{action}: HTTP 500 without a SOAP fault")
     response = child(soap_body, f"{action}Response")
     if response is None:
+        spec = ACTIONS.get(action)
+        if spec is not None and not spec.out_args:
+            # A 200 without a fault to an action with no out arguments is success,
+            # whatever the body element is called (miniupnpc reads it so): refusing it
+            # would report a failure after the router acted.
+            return {}
         raise RemoteProtocolError(f"{action}: reply has no <{action}Response>")
     out: dict[str, str] = {}
     for arg in response:

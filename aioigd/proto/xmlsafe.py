@@ -37,6 +37,9 @@ def parse_xml(data: bytes, *, limit: int, what: str = "XML") -> ET.Element:
     # in the first code unit), whose last character itself ends with a NUL byte.
     if not data.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\0" not in data[:4]:
         data = data.rstrip(b"\0 \t\r\n")
+        # Real firmware sends a UTF-8 BOM and/or whitespace before "<?xml", which XML
+        # forbids (the declaration must come first); what follows is still the document.
+        data = data.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
     try:
         root: ET.Element = DET.fromstring(
             data, forbid_dtd=True, forbid_entities=True, forbid_external=True

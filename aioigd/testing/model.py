@@ -46,6 +46,9 @@ class Quirks:
     inbound_pinhole_allowed: bool = True  #: GetFirewallStatus InboundPinholeAllowed
     pinhole_owner_check: bool = True  #: 606 unless InternalClient is the requester (miniupnpd)
     report_lease_zero: bool = False  #: list every entry with NewLeaseDuration 0 (leases still run)
+    garbage_after: frozenset[str] = frozenset()  #: do the action, then answer 200 with garbage
+    hang_after: frozenset[str] = frozenset()  #: do the action, then never answer
+    delete_missing_ok: bool = False  #: DeletePortMapping of nothing answers 200 (miniupnpd)
 
 
 @dataclass

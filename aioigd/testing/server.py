@@ -255,6 +255,10 @@ class FakeIGD(WanActions, FirewallActions):
                     out = self._dispatch(action, args)
             except Fault as fault:
                 return await self._send(writer, 500, fault_body(fault.code), version)
+            if action in q.garbage_after:  # the router acted; its reply is unreadable
+                return await self._send(writer, 200, b"<s:Envelope><broken", version)
+            if action in q.hang_after:  # the router acted; the reply never comes
+                await self._pause(3600)
             return await self._send(writer, 200, self._response_body(action, out, service), version)
         return await self._send(writer, 404, b"not found", version)
 

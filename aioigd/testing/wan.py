@@ -108,7 +108,7 @@ class WanActions:
         raise Fault(728)
 
     def _do_DeletePortMapping(self, a: dict[str, str]) -> list[tuple[str, str]]:  # noqa: N802
-        if self.mappings.pop(self._key(a), None) is None:
+        if self.mappings.pop(self._key(a), None) is None and not self.quirks.delete_missing_ok:
             raise Fault(714)
         return []
 

@@ -187,7 +187,14 @@ def test_parse_external_ip_seed_and_miniupnpd() -> None:
         ("  203.0.113.7\n", "203.0.113.7"),
         ("100.64.0.1", "100.64.0.1"),
         ("10.0.1.2", "10.0.1.2"),
-        ("255.255.255.255", "255.255.255.255"),
+        ("192.168.1.2", "192.168.1.2"),  # behind another NAT: real, the mapper climbs
+        ("169.254.3.4", "169.254.3.4"),
+        # Not an address anyone could reach the gateway at (issue 10: these were accepted).
+        ("255.255.255.255", RemoteProtocolError),
+        ("127.0.0.1", RemoteProtocolError),
+        ("127.1.2.3", RemoteProtocolError),
+        ("224.0.0.1", RemoteProtocolError),
+        ("239.255.255.250", RemoteProtocolError),
         ("", ExternalIPUnavailable),
         ("   ", ExternalIPUnavailable),
         ("0.0.0.0", ExternalIPUnavailable),
@@ -484,10 +491,6 @@ def test_port_listing(text: str, expected: list[PortMappingEntry]) -> None:
         pytest.param("<p:PortMappingList xmlns:p='urn:x'>", id="unclosed"),
         pytest.param(_listing(_listed(), root="p:Other"), id="wrong-root"),
         pytest.param("<PortMappingEntry/>", id="entry-as-root"),
-        pytest.param(_listing(_listed(NewExternalPort="<absent>")), id="no-external-port"),
-        pytest.param(_listing(_listed(NewExternalPort="99999")), id="external-out-of-range"),
-        pytest.param(_listing(_listed(NewLeaseTime="-4")), id="lease-negative"),
-        pytest.param(_listing(_listed(NewProtocol="GRE")), id="bad-protocol"),
         pytest.param(
             _listing(_listed(NewDescription="a & b")), id="raw-ampersand-from-a-non-escaping-client"
         ),
@@ -495,14 +498,38 @@ def test_port_listing(text: str, expected: list[PortMappingEntry]) -> None:
             '<!DOCTYPE l [<!ENTITY x "y">]>' + _listing(_listed(NewDescription="&x;")), id="dtd"
         ),
         pytest.param("<a>" * 100 + "</a>" * 100, id="deep"),
-        pytest.param(
-            "\n<?xml version='1.0'?>" + _listing(_listed()), id="declaration-not-at-start"
-        ),
     ],
 )
 def test_port_listing_refuses(text: str) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_port_listing(text)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"NewExternalPort": "<absent>"}, id="no-external-port"),
+        pytest.param({"NewExternalPort": "99999"}, id="external-out-of-range"),
+        pytest.param({"NewLeaseTime": "-4"}, id="lease-negative"),
+        pytest.param({"NewProtocol": "GRE"}, id="bad-protocol"),
+        pytest.param({"NewInternalClient": "h" * 300}, id="client-too-long"),
+    ],
+)
+def test_one_malformed_listing_entry_is_skipped_and_said(bad: dict[str, str]) -> None:
+    """Issue 10: one bad entry (ExternalPort 99999) made the whole table unreadable."""
+    skipped: list[str] = []
+    entries = parse_port_listing(_listing(_listed(), _listed(**bad), _listed()), skipped)
+    assert entries == [SPEC_ENTRY, SPEC_ENTRY]
+    assert len(skipped) == 1 and skipped[0].startswith("listing entry 2: ")
+    assert parse_port_listing(_listing(_listed(**bad))) == []  # no list given: still no raise
+
+
+@pytest.mark.parametrize("prefix", ["\n", "  \r\n", "\ufeff", "\ufeff\n "])
+def test_port_listing_with_whitespace_or_bom_before_the_declaration(prefix: str) -> None:
+    """Real firmware emits these; XML forbids them, the document after them is fine."""
+    assert parse_port_listing(prefix + "<?xml version='1.0'?>" + _listing(_listed())) == [
+        SPEC_ENTRY
+    ]
 
 
 def test_port_listing_entry_cap() -> None:
@@ -699,7 +726,10 @@ def test_mapping_as_dict() -> None:
         "description": "d",
         "gateway": "http://gw/",
         "permanent_only": True,
+        "wanted_port": 1872,  # not recorded: the port it got
     }
+    moved = Mapping("203.0.113.7", 1873, "192.168.1.4", 1872, TCP, 60, wanted_port=1872)
+    assert moved.as_dict()["wanted_port"] == 1872 and moved.external_port == 1873
     # permanent_only is informative: it does not take part in equality.
     assert m == Mapping("203.0.113.7", 1872, "192.168.1.4", 1872, TCP, 60, "d", "http://gw/", False)
 

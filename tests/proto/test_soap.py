@@ -397,7 +397,7 @@ OK_BODY = (
         pytest.param(204, b"", "GetExternalIPAddress", id="204"),
         pytest.param(200, b"", "GetExternalIPAddress", id="200-empty"),
         pytest.param(200, b"OK", "GetExternalIPAddress", id="200-text"),
-        pytest.param(200, OK_BODY, "AddPortMapping", id="reply-for-another-action"),
+        pytest.param(200, OK_BODY, "GetStatusInfo", id="reply-for-another-action"),
         pytest.param(200, OK_BODY, "GetExternalIPAddres", id="reply-for-prefix-action"),
         pytest.param(
             200, OK_BODY.replace(b"Envelope", b"Envelop"), "GetExternalIPAddress", id="not-envelope"
@@ -425,6 +425,16 @@ OK_BODY = (
 def test_parse_response_refuses(status: int, body: bytes, action: str) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_response(status, body, WANIP1, action)
+
+
+@pytest.mark.parametrize("action", ["AddPortMapping", "DeletePortMapping", "UpdatePinhole"])
+def test_200_without_fault_is_success_for_an_action_without_out_arguments(action: str) -> None:
+    """The router acted; a misnamed body element must not turn that into a failure."""
+    assert parse_response(200, OK_BODY, WANIP1, action) == {}
+    empty_body = ENVELOPE_OPEN + b"</s:Body></s:Envelope>"
+    assert parse_response(200, empty_body, WANIP1, action) == {}
+    with pytest.raises(RemoteProtocolError):  # an action with out arguments still needs them
+        parse_response(200, empty_body, WANIP1, "GetExternalIPAddress")
 
 
 def test_non_upnp_errors_are_not_upnp_faults() -> None:

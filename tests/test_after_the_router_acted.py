@@ -1,0 +1,200 @@
+"""Issue 10 on the FakeIGD: nothing left behind whatever fails after AddPortMapping was sent,
+one malformed entry does not spoil the table, and ``delete`` of nothing says so.
+
+The leak rule is swept over every step of the map flow that follows the add.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from aioigd import BehindAnotherNAT, Gateway, IGDError, PortMapper, UPnPError
+from aioigd.cli import ExitCode, main
+from aioigd.testing import FakeIGD, FakeMapping, Quirks
+
+ME = "127.0.0.1"
+
+
+@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeIGD]:
+    async with FakeIGD(version=request.param) as f:
+        yield f
+
+
+# Every way the flow can break once the router has acted: the add's own reply is unreadable
+# or never comes, the verification reply is, or the external-address reply is garbage.
+BREAKS = {
+    "add-reply-garbage": Quirks(garbage_after=frozenset({"AddPortMapping"})),
+    "add-reply-lost": Quirks(hang_after=frozenset({"AddPortMapping"})),
+    "verify-reply-garbage": Quirks(garbage_after=frozenset({"GetSpecificPortMappingEntry"})),
+    "verify-reply-lost": Quirks(hang_after=frozenset({"GetSpecificPortMappingEntry"})),
+    "external-ip-garbage": Quirks(external_ip_value="not an address"),
+    "external-ip-loopback": Quirks(external_ip_value="127.0.0.1"),
+    "external-ip-lost": Quirks(hang_actions=frozenset({"GetExternalIPAddress"})),
+}
+
+
+@pytest.mark.parametrize("name", list(BREAKS))
+async def test_whatever_fails_after_the_add_nothing_is_left_behind(
+    fake: FakeIGD, name: str
+) -> None:
+    gw = await Gateway.from_location(fake.location, timeout=0.5)
+    async with gw, PortMapper(gw) as pm:
+        await pm.table()  # the listing is not what is being broken
+        fake.quirks = BREAKS[name]
+        with pytest.raises(IGDError) as info:
+            await pm.map_port(5000, lease=600)
+        fake.quirks = Quirks()
+    assert "AddPortMapping" in fake.actions()  # the router acted ...
+    assert fake.mappings == {}, f"{name}: mapping left behind"  # ... and it was undone
+    notes = " ".join(getattr(info.value, "__notes__", []))
+    assert "removed" in notes or "not created" in notes, notes  # and it says so
+
+
+async def test_cleanup_never_deletes_another_hosts_entry(fake: FakeIGD) -> None:
+    gw = await Gateway.from_location(fake.location, timeout=0.5)
+    async with gw, PortMapper(gw) as pm:
+        await pm.table()
+        fake.quirks = Quirks(garbage_after=frozenset({"AddPortMapping"}))
+        real = fake._do_AddPortMapping
+
+        def add_then_lose_the_port(a: dict[str, str]) -> list[tuple[str, str]]:
+            real(a)  # the add worked, then another host got the port (a lease race)
+            fake.mappings[("TCP", 5000)] = FakeMapping(
+                "", 5000, "TCP", 5000, "192.168.1.9", True, "x", 0, None
+            )
+            return []
+
+        fake._do_AddPortMapping = add_then_lose_the_port  # type: ignore[method-assign]
+        with pytest.raises(IGDError) as info:
+            await pm.map_port(5000, lease=600)
+    assert fake.mappings[("TCP", 5000)].internal_client == "192.168.1.9"
+    assert "left alone" in " ".join(info.value.__notes__)
+
+
+# -- one bad entry ---------------------------------------------------------------------------
+
+
+def _entry(port: int, client: str = ME) -> FakeMapping:
+    return FakeMapping("", port, "TCP", 7000, client, True, "someone", 0, None)
+
+
+BAD_CLIENT = "h" * 300  # an internal client no real entry has
+
+
+async def test_one_malformed_entry_is_skipped_and_the_table_still_read(fake: FakeIGD) -> None:
+    fake.mappings[("TCP", 7001)] = _entry(7001)
+    fake.mappings[("TCP", 7002)] = _entry(7002, BAD_CLIENT)
+    fake.mappings[("TCP", 7003)] = _entry(7003)
+    if fake.version == 1:  # entry by entry: the issue's ExternalPort 99999
+        fake.mappings[("TCP", 99999)] = _entry(99999)
+    async with await Gateway.from_location(fake.location) as gw:
+        entries = await gw.port_mappings()
+        assert sorted(e.external_port for e in entries) == [7001, 7003]
+        assert len(gw.skipped_entries) == (2 if fake.version == 1 else 1)
+        assert any("99999" in s for s in gw.skipped_entries) == (fake.version == 1)
+        async with PortMapper(gw) as pm:
+            mapping = await pm.map_port(7001, lease=600)  # mapping still works
+            assert mapping.external_port == 7001
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def threaded_fake() -> Iterator[FakeIGD]:
+    """A FakeIGD on its own loop in a thread, for the CLI (which runs its own loop)."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+    loop = asyncio.new_event_loop()
+
+    async def serve() -> None:
+        async with FakeIGD(version=2) as f:
+            holder["fake"] = f
+            ready.set()
+            while not holder.get("stop"):
+                await asyncio.sleep(0.02)
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    fake = holder["fake"]
+    assert isinstance(fake, FakeIGD)
+    yield fake
+    holder["stop"] = True
+    thread.join(5)
+    loop.close()
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_list_prints_the_good_entries_and_a_note(threaded_fake: FakeIGD) -> None:
+    threaded_fake.mappings[("TCP", 7001)] = _entry(7001)
+    threaded_fake.mappings[("TCP", 7002)] = _entry(7002, BAD_CLIENT)
+    code, out, err = run_cli("list", "--gateway", threaded_fake.location, "--json")
+    assert code == ExitCode.OK, err
+    assert [json.loads(line)["external_port"] for line in out.splitlines()] == [7001]
+    assert err.count("skipped a malformed entry") == 1 and "not valid" in err
+
+
+def test_cli_delete_of_nothing_says_not_found(threaded_fake: FakeIGD) -> None:
+    threaded_fake.quirks.delete_missing_ok = True  # miniupnpd answers 200 for nothing
+    code, out, err = run_cli("delete", "7005", "--gateway", threaded_fake.location)
+    assert code == ExitCode.UPNP_FAULT
+    assert out == "" and "714" in err and err.count("\n") == 1
+    assert "DeletePortMapping" not in threaded_fake.actions()
+
+
+def test_cli_add_whose_reply_is_garbage_fails_and_says_it_cleaned_up(
+    threaded_fake: FakeIGD,
+) -> None:
+    threaded_fake.quirks.garbage_after = frozenset({"AddPortMapping"})
+    code, out, err = run_cli("add", "7006", "--gateway", threaded_fake.location)
+    assert code == ExitCode.ERROR
+    assert threaded_fake.mappings == {}
+    assert "removed the TCP 7006 mapping it may have created" in err and err.count("\n") == 1
+
+
+# -- double NAT explained ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wan", ["", "192.168.0.2", "100.72.1.9"])
+async def test_501_behind_another_nat_is_explained(fake: FakeIGD, wan: str) -> None:
+    """miniupnpd with a private WAN: GetExternalIPAddress empty, AddPortMapping 501."""
+    fake.quirks.external_ip_value = wan
+    fake.quirks.fail_actions = {"AddPortMapping": 501}
+    gw = await Gateway.from_location(fake.location)
+    async with gw, PortMapper(gw) as pm:
+        with pytest.raises(BehindAnotherNAT) as info:
+            await pm.map_port(5000)
+    text = str(info.value)
+    assert f"router at {fake.host}" in text and "behind another NAT" in text
+    assert (wan or "reports no WAN address") in text and "--layers auto" in text
+    assert info.value.external_ip == (wan or None)
+    assert isinstance(info.value.__cause__, UPnPError) and info.value.__cause__.code == 501
+
+
+async def test_501_with_a_public_wan_stays_the_fault(fake: FakeIGD) -> None:
+    fake.quirks.fail_actions = {"AddPortMapping": 501}
+    gw = await Gateway.from_location(fake.location)
+    async with gw, PortMapper(gw) as pm:
+        with pytest.raises(UPnPError) as info:
+            await pm.map_port(5000)
+    assert info.value.code == 501 and not isinstance(info.value, BehindAnotherNAT)
+
+
+def test_cli_external_ip_without_an_address_hints_at_double_nat(threaded_fake: FakeIGD) -> None:
+    threaded_fake.quirks.external_ip_value = ""
+    code, out, err = run_cli("external-ip", "--gateway", threaded_fake.location)
+    assert code != ExitCode.OK and out == ""
+    assert "behind another NAT" in err and err.count("\n") == 1
