@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -57,7 +58,10 @@ log = logging.getLogger("aioigd")
 
 MAX_ANSWERS = 256
 MAX_LOCATIONS = 16
-_RESEND_AFTER = (0.0, 0.5, 1.5)
+#: When each M-SEARCH is sent again (s after the first); then every _RESEND_EVERY s until
+#: the search window ends: under heavy loss a copy still arrives late in the window.
+_RESEND_AFTER = (0.0, 0.25, 0.75, 1.5)
+_RESEND_EVERY = 0.75
 
 Target = str | tuple[str, int]
 
@@ -93,6 +97,9 @@ class SearchOptions:
     http_timeout: float = DEFAULT_TIMEOUT
     ipv6: bool = False
     ipv4: bool = True
+    #: When the first usable gateway is not a default gateway, how long ``discover()``
+    #: waits for one that is (a mesh extender or second router may answer first).
+    prefer_window: float = 0.3
     #: Filled in during a search: why answers were refused (for the error message).
     refused: list[str] = field(default_factory=list)
 
@@ -125,6 +132,21 @@ class SsdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("SSDP socket error: %s", exc)
+
+
+def _local_networks() -> list[ipaddress.IPv4Network]:
+    """The host's IPv4 subnets (from ifaddr)."""
+    import ifaddr
+
+    networks: list[ipaddress.IPv4Network] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                with contextlib.suppress(ValueError):
+                    networks.append(
+                        ipaddress.IPv4Network(f"{ip.ip}/{ip.network_prefix}", strict=False)
+                    )
+    return networks
 
 
 def multicast_interfaces() -> list[str]:
@@ -303,9 +325,12 @@ async def _endpoints(
 
 
 async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
-    """Send every search now, and again later in case UDP lost it."""
+    """Send every search now, and again and again across the window in case UDP lost it
+    (the search ends this task when its window closes)."""
     elapsed = 0.0
-    for at in _RESEND_AFTER:
+    for at in itertools.chain(
+        _RESEND_AFTER, itertools.count(_RESEND_AFTER[-1] + _RESEND_EVERY, _RESEND_EVERY)
+    ):
         await asyncio.sleep(at - elapsed)
         elapsed = at
         for protocol, sends in endpoints:
@@ -396,25 +421,59 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
     )
 
 
+def _rank(gw: Gateway, defaults: set[str], networks: list[ipaddress.IPv4Network]) -> int:
+    """0: the host's default gateway (the router in the path); 1: on one of the host's
+    subnets; 2: anything else."""
+    host = gw.host.strip("[]").split("%", 1)[0]
+    if host in defaults:
+        return 0
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return 2
+    return 1 if any(ip in net for net in networks) else 2
+
+
+def _why(rank: int) -> str:
+    return ("the host's default gateway", "on the host's subnet", "answered first")[rank]
+
+
 async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
     gateways: list[Gateway] = []
     extras: list[Gateway] = []
     errors: list[str] = []
     fetches: set[asyncio.Task[None]] = set()
     found = asyncio.Event()
+    # Several IGDs may answer (a mesh extender, a second router, a rogue device): the
+    # default gateway wins, then one on our subnet; the first answer wins only when no
+    # default gateway was asked, or it did not answer within prefer_window.
+    defaults = set(default_gateways()) if options.default_gateways and options.ipv4 else set()
+    networks = _local_networks() if defaults else []
+    ranked: list[tuple[int, int, Gateway]] = []
+    loop = asyncio.get_running_loop()
+    settle_at: float | None = None
 
     async def fetch(answer: SearchResponse) -> None:
+        nonlocal settle_at
         try:
             gw = await _fetch(answer, options)
         except IGDError as exc:
             errors.append(str(exc))
             return
-        if (first and gateways) or (gw.udn and any(g.udn == gw.udn for g in gateways)):
+        seen = gateways + [g for _, _, g in ranked]
+        if gw.udn and any(g.udn == gw.udn for g in seen):
             extras.append(gw)
             return
-        gateways.append(gw)
-        if first:
+        if not first:
+            gateways.append(gw)
+            return
+        rank = _rank(gw, defaults, networks)
+        ranked.append((rank, len(ranked), gw))
+        if rank == 0 or not defaults:
             found.set()
+        elif settle_at is None:
+            settle_at = loop.time() + options.prefer_window
+            loop.call_at(settle_at, found.set)
 
     async def pump() -> None:
         seen: set[str] = set()
@@ -431,19 +490,33 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
 
     pumper = asyncio.create_task(pump())
     waiter = asyncio.create_task(found.wait())
+    ok = False
     try:
         await asyncio.wait({pumper, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if pumper.done():
             pumper.result()  # re-raise what broke the search
-    except BaseException:
-        extras.extend(gateways)
-        gateways.clear()
-        raise
+        ok = True
     finally:
         tasks = [pumper, waiter, *fetches]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Every fetch has ended: what was found is final now.
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        if ok and ranked:
+            (rank, _, best), rest = ranked[0], ranked[1:]
+            best.discovery_reason = _why(rank) + (
+                f"; also answered: {', '.join(g.host for _, _, g in rest)}" if rest else ""
+            )
+            if rest:
+                log.info("chose %s (%s)", best.location, best.discovery_reason)
+            gateways.append(best)
+            extras.extend(g for _, _, g in rest)
+        else:
+            extras.extend(g for _, _, g in ranked)
+        if not ok:
+            extras.extend(gateways)
+            gateways.clear()
         for gw in extras:
             await gw.close()
     if not gateways:

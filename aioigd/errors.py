@@ -17,6 +17,7 @@ __all__ = [
     "GatewayNotFound",
     "IGDConnectionError",
     "IGDTimeoutError",
+    "ConnectionReset",
     "RemoteProtocolError",
     "ResponseTooLarge",
     "UnsafeURLError",
@@ -81,6 +82,10 @@ class IGDConnectionError(IGDError, ConnectionError):
 
 class IGDTimeoutError(IGDConnectionError, TimeoutError):
     """The gateway did not answer within the configured timeout."""
+
+
+class ConnectionReset(IGDConnectionError):
+    """The gateway reset or closed the connection before it answered."""
 
 
 class RemoteProtocolError(IGDError):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from types import TracebackType
 
 from .errors import (
     ActionNotSupported,
+    IGDError,
     NoSuchEntryInArray,
     PortMappingNotFound,
     RemoteProtocolError,
@@ -39,6 +41,8 @@ from .proto.description import parse_description
 from .proto.table import ACTIONS, check_action
 from .proto.urls import check_url, url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
+
+log = logging.getLogger("aioigd")
 
 __all__ = [
     "Gateway",
@@ -95,6 +99,10 @@ class Gateway:
         self.service: Service = services[0]
         #: The IPv6 firewall-control service, if any.
         self.firewall: Service | None = description.firewall_service()
+        #: Why discovery chose this device (several IGDs may answer; empty: not discovered).
+        self.discovery_reason = ""
+        #: Why :attr:`service` was chosen (several WAN connections: see :meth:`choose_connection`).
+        self.choice = "the first WAN connection service"
         self._local_address: str | None = None
         #: Why entries of the last :meth:`port_mappings` were left out (malformed).
         self.skipped_entries: list[str] = []
@@ -121,10 +129,65 @@ class Gateway:
         try:
             data = await session.get(location)
             description = parse_description(data, location, allow_foreign_urls=allow_foreign_urls)
-            return cls(description, session, search=search)
+            gateway = cls(description, session, search=search)
+            await gateway.choose_connection()
+            return gateway
         except BaseException:
             await session.close()
             raise
+
+    async def choose_connection(self) -> str:
+        """Among several WAN connection services, choose a connected one with a usable
+        external address (as miniupnpc's UPNP_GetValidIGD and Tailscale's portmapper do);
+        returns, and keeps in :attr:`choice`, why. One service: nothing is asked.
+
+        Each is asked GetStatusInfo and GetExternalIPAddress at once; ties go to the
+        preferred type (WANIPConnection v2 > v1 > WANPPPConnection).
+        """
+        services = self.description.connection_services()
+        if len(services) < 2:
+            self.choice = "the only WAN connection service"
+            return self.choice
+        probes = await asyncio.gather(*(self._probe_connection(s) for s in services))
+        rank, index = min((p[0], i) for i, p in enumerate(probes))
+        self.service = services[index]
+        self.firewall = self.description.firewall_service(preferred=self.service)
+        others = ", ".join(
+            f"{s.service_type.rsplit(':', 2)[-2]} {probes[i][1]}"
+            for i, s in enumerate(services)
+            if i != index
+        )
+        self.choice = f"{probes[index][1]} (of {len(services)}; others: {others})"
+        log.info("%s: using %s: %s", self.location, self.service.control_url, self.choice)
+        return self.choice
+
+    async def _probe_connection(self, service: Service) -> tuple[int, str]:
+        """(rank, description): 0 connected with an address, 1 connected, 2 unknown, 3 down."""
+
+        async def ask(action: str) -> dict[str, str] | None:
+            try:
+                return await self.session.call(
+                    service.control_url, service.service_type, action, []
+                )
+            except IGDError:
+                return None
+
+        status_out, ip_out = await asyncio.gather(ask("GetStatusInfo"), ask("GetExternalIPAddress"))
+        status = ""
+        if status_out is not None:
+            with contextlib.suppress(RemoteProtocolError):
+                status = actions.parse_status_info(status_out).connection_status
+        address = None
+        if ip_out is not None:
+            with contextlib.suppress(IGDError):
+                address = actions.parse_external_ip(ip_out)
+        if status == "Connected" and address:
+            return 0, f"connected, external address {address}"
+        if status == "Connected":
+            return 1, "connected, no external address"
+        if status:
+            return 3, status.lower()
+        return (1 if address else 2), (f"external address {address}" if address else "no answer")
 
     # -- identity ---------------------------------------------------------
     @property

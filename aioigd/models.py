@@ -142,17 +142,19 @@ class DeviceDescription:
         found = [s for s in self.services() if s.kind in (ServiceKind.WAN_IP, ServiceKind.WAN_PPP)]
         return sorted(found, key=lambda s: (s.kind is not ServiceKind.WAN_IP, -s.version))
 
-    def firewall_service(self) -> Service | None:
+    def firewall_service(self, preferred: Service | None = None) -> Service | None:
         """The WANIPv6FirewallControl service, if the gateway has one.
 
-        The one in the same device as the preferred connection service wins
-        (igd-description.md, service selection recipe).
+        The one in the same device as the ``preferred`` connection service (default:
+        the best by type) wins (igd-description.md, service selection recipe).
         """
         connections = self.connection_services()
         devices = self.root.walk()
-        if connections:
+        if preferred is None and connections:
             preferred = connections[0]
-            devices.sort(key=lambda d: preferred not in d.services)
+        if preferred is not None:
+            chosen = preferred
+            devices.sort(key=lambda d: chosen not in d.services)
         for dev in devices:
             for svc in dev.services:
                 if svc.kind is ServiceKind.FIREWALL:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from .errors import (
+    ConnectionReset,
     IGDConnectionError,
     IGDError,
     IGDTimeoutError,
@@ -41,6 +43,12 @@ DEFAULT_TIMEOUT = 5.0
 #: more parallel connects overflow it and stall in SYN retransmits (1 s each).
 MAX_CONNECTIONS = 4
 _CHUNK = 65536
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+#: Share of the request timeout the first attempt gets when a retry is allowed; the
+#: retry gets the rest, so a retried request still ends within ``timeout``.
+_FIRST_ATTEMPT_SHARE = 0.6
+#: Actions that must not be sent twice: a second AddAnyPortMapping may map a second port.
+_NOT_RETRIED = frozenset({"AddAnyPortMapping"})
 
 
 @dataclass
@@ -65,8 +73,12 @@ def _map_exceptions(what: str, timeout: float) -> Iterator[None]:
         raise RemoteProtocolError(f"{what}: malformed HTTP reply ({exc.message})") from None
     except aiohttp.InvalidURL as exc:
         raise RemoteProtocolError(f"{what}: invalid URL {exc}") from None
+    except (aiohttp.ServerDisconnectedError, ConnectionResetError, BrokenPipeError) as exc:
+        raise ConnectionReset(f"{what}: {str(exc) or type(exc).__name__}") from None
     except (aiohttp.ClientError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _RESET_ERRNOS:
+            raise ConnectionReset(f"{what}: {reason}") from None
         raise IGDConnectionError(f"{what}: {reason}") from None
 
 
@@ -135,11 +147,28 @@ class SoapSession:
     ) -> tuple[int, bytes]:
         check_url(url, allowed_host=self.host)
         check_destination(url_host(url), what)
-        self.stats.requests += 1
         # The timeout starts once a connection slot is ours: a request that waited for
         # its turn behind others was never sent, and must not time out as "unknown".
         async with self._slots:
-            return await self._exchange(method, url, headers=headers, data=data, what=what)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.timeout
+            retry = what not in _NOT_RETRIED
+            while True:
+                self.stats.requests += 1
+                left = deadline - loop.time()
+                budget = left * _FIRST_ATTEMPT_SHARE if retry else left
+                try:
+                    return await self._exchange(
+                        method, url, headers=headers, data=data, what=what, budget=budget
+                    )
+                except (IGDTimeoutError, ConnectionReset) as exc:
+                    # Lost on a lossy link (no answer, or a reset): every action aioigd
+                    # sends but AddAnyPortMapping is safe to send again (the same add,
+                    # delete or question), once, within the same timeout.
+                    if not retry or deadline - loop.time() < 0.2:
+                        raise
+                    retry = False
+                    log.debug("%s: %s; sending it again", what, exc)
 
     async def _exchange(
         self,
@@ -149,9 +178,10 @@ class SoapSession:
         headers: dict[str, str] | None,
         data: bytes | None,
         what: str,
+        budget: float,
     ) -> tuple[int, bytes]:
         with _map_exceptions(what, self.timeout):
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(budget):
                 async with self._client().request(
                     method, url, headers=headers, data=data, allow_redirects=False
                 ) as resp:

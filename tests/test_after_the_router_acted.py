@@ -198,3 +198,94 @@ def test_cli_external_ip_without_an_address_hints_at_double_nat(threaded_fake: F
     code, out, err = run_cli("external-ip", "--gateway", threaded_fake.location)
     assert code != ExitCode.OK and out == ""
     assert "behind another NAT" in err and err.count("\n") == 1
+
+
+# -- which WAN connection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "ppp", "dead"),
+    [(1, False, "ip"), (1, True, "ip"), (2, False, "ip"), (1, False, "ppp")],
+    ids=["ip1-behind-dead-ip1", "ppp-behind-dead-ip1", "ip2-beside-dead-ip1", "ip1-dead-ppp"],
+)
+async def test_a_dead_wan_listed_first_is_not_used(version: int, ppp: bool, dead: str) -> None:
+    """Issue 10: with the first WAN Disconnected, external-ip failed and add mapped onto it."""
+    async with FakeIGD(version=version, ppp=ppp, quirks=Quirks(dead_wan_first=dead)) as fake:
+        gw = await Gateway.from_location(fake.location)
+        async with gw, PortMapper(gw) as pm:
+            assert len(gw.description.connection_services()) == 2
+            assert gw.service.control_url.endswith(fake.control_path)
+            assert gw.choice.startswith("connected, external address 203.0.113.7")
+            assert "disconnected" in gw.choice
+            assert await gw.get_external_ip_address() == "203.0.113.7"
+            mapping = await pm.map_port(5000, lease=600)
+            assert fake.mappings[("TCP", mapping.external_port)].internal_client == ME
+        dead_requests = [r.action for r in fake.requests if r.path == "/ctl/DeadConn"]
+        # Asked twice while choosing; then every step of the map flow went to the live one.
+        assert sorted(dead_requests) == ["GetExternalIPAddress", "GetStatusInfo"]
+
+
+async def test_one_wan_connection_is_not_probed(fake: FakeIGD) -> None:
+    async with await Gateway.from_location(fake.location) as gw:
+        assert gw.choice == "the only WAN connection service"
+    assert fake.actions() == []
+
+
+# -- lossy links ---------------------------------------------------------------------------
+
+
+async def test_a_lost_request_is_sent_again_within_the_timeout(fake: FakeIGD) -> None:
+    """Issue 10: under loss one request failing made the whole map fail (and leak)."""
+    gw = await Gateway.from_location(fake.location, timeout=2.0)
+    async with gw, PortMapper(gw) as pm:
+        await pm.table()
+        for lost in ("AddPortMapping", "GetSpecificPortMappingEntry", "GetExternalIPAddress"):
+            pm._ext_ip = None  # ask for the external address each time (no 10 s cache)
+            fake.requests.clear()
+            fake.quirks.lose_requests, fake.quirks.lose_action = 1, lost
+            mapping = await pm.map_port(5000, lease=600)
+            assert fake.mappings[("TCP", mapping.external_port)].internal_client == ME
+            assert fake.quirks.lose_requests == 0
+            # Exactly the lost one was sent twice; nothing else was repeated.
+            assert sorted(fake.actions()) == sorted(
+                [lost, "AddPortMapping", "GetSpecificPortMappingEntry", "GetExternalIPAddress"]
+            ), (lost, fake.actions())
+
+
+async def test_add_any_port_mapping_is_never_sent_twice() -> None:
+    async with FakeIGD(version=2) as fake:
+        gw = await Gateway.from_location(fake.location, timeout=2.0)
+        async with gw:
+            fake.quirks.lose_requests = 1
+            with pytest.raises(IGDError):
+                await gw.add_any_port_mapping(5000, "TCP", 5000, ME)
+            assert fake.actions() == ["AddAnyPortMapping"]
+
+
+async def test_a_request_lost_twice_fails_within_the_timeout(fake: FakeIGD) -> None:
+    gw = await Gateway.from_location(fake.location, timeout=1.0)
+    async with gw:
+        fake.quirks.lose_requests = 2
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(IGDError):
+            await gw.get_external_ip_address()
+        assert loop.time() - start < 1.0 + 0.5  # generous: the retry shares the timeout
+        assert fake.actions() == ["GetExternalIPAddress"] * 2
+
+
+async def test_m_search_is_sent_again_across_the_whole_window() -> None:
+    """Issue 10: resends stopped at 1.5 s of a 3 s window; under 80% loss that lost answers."""
+    from aioigd.discovery import SearchOptions, discover
+
+    async with FakeIGD() as fake:
+        fake.quirks.ignore_searches = 4  # the sends at 0, 0.25, 0.75 and 1.5 s are lost
+        opts = SearchOptions(
+            timeout=3.0,
+            multicast=False,
+            default_gateways=False,
+            unicast=[(fake.host, fake.ssdp_port)],
+        )
+        async with await discover(opts) as gw:
+            assert gw.location == fake.location
+        assert fake.searches == 5

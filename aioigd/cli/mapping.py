@@ -49,6 +49,7 @@ def _gateway_dict(gw: Any) -> dict[str, Any]:
         "friendly_name": gw.friendly_name,
         "udn": gw.udn,
         "service_type": gw.service.service_type,
+        "connection": gw.choice,
         "firewall": gw.firewall is not None,
     }
 

@@ -49,6 +49,12 @@ class Quirks:
     garbage_after: frozenset[str] = frozenset()  #: do the action, then answer 200 with garbage
     hang_after: frozenset[str] = frozenset()  #: do the action, then never answer
     delete_missing_ok: bool = False  #: DeletePortMapping of nothing answers 200 (miniupnpd)
+    #: A dead WAN connection listed first ("ip" WANIPConnection:1 or "ppp" WANPPPConnection:1,
+    #: in its own WANConnectionDevice): Disconnected, no address, 501 for every mapping.
+    dead_wan_first: str = ""
+    lose_requests: int = 0  #: drop this many SOAP requests: close without answering (loss)
+    lose_action: str = ""  #: only requests for this action are dropped ("" = any)
+    ignore_searches: int = 0  #: leave this many M-SEARCHes unanswered (lost datagrams)
 
 
 @dataclass

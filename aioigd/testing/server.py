@@ -28,6 +28,20 @@ from .wan import WanActions
 __all__ = ["FakeIGD"]
 
 _MAX_REQUEST = 64 * 1024
+_DEAD_PATH = "/ctl/DeadConn"
+
+
+def _dead_wan(action: str) -> list[tuple[str, str]] | None:
+    """A disconnected WAN connection's answers (None: 501 ActionFailed)."""
+    if action == "GetStatusInfo":
+        return [
+            ("NewConnectionStatus", "Disconnected"),
+            ("NewLastConnectionError", "ERROR_NO_CARRIER"),
+            ("NewUptime", "0"),
+        ]
+    if action == "GetExternalIPAddress":
+        return [("NewExternalIPAddress", "")]
+    return None
 
 
 class FakeIGD(WanActions, FirewallActions):
@@ -227,6 +241,10 @@ class FakeIGD(WanActions, FirewallActions):
         if method == "POST":
             action, args = _parse_action(body)
         self.requests.append(Recorded(method, path, action, args, peer))
+        if action and q.lose_requests > 0 and q.lose_action in ("", action):
+            q.lose_requests -= 1  # the request (or its answer) is lost: the peer sees a reset
+            writer.transport.abort()
+            return False
         if q.delay:
             await self._pause(q.delay)
         if action in q.hang_actions or (method == "GET" and "GET" in q.hang_actions):
@@ -244,6 +262,13 @@ class FakeIGD(WanActions, FirewallActions):
         if method == "GET" and path.split("?")[0] == "/rootDesc.xml":
             data = q.description_body if q.description_body is not None else self.description()
             return await self._send(writer, 200, data, version)
+        if method == "POST" and path == _DEAD_PATH and q.dead_wan_first:
+            out = _dead_wan(action)
+            if out is None:
+                return await self._send(writer, 500, fault_body(501), version)
+            kind = "WANPPPConnection" if q.dead_wan_first == "ppp" else "WANIPConnection"
+            body = self._response_body(action, out, f"urn:schemas-upnp-org:service:{kind}:1")
+            return await self._send(writer, 200, body, version)
         if method == "POST" and path in (self.control_path, _FIREWALL_PATH):
             if q.soap_body is not None:
                 return await self._send(writer, 200, q.soap_body, version)
@@ -331,6 +356,17 @@ class FakeIGD(WanActions, FirewallActions):
             if self.firewall
             else ""
         )
+        dead = ""
+        if self.quirks.dead_wan_first:
+            kind = "WANPPPConnection" if self.quirks.dead_wan_first == "ppp" else "WANIPConnection"
+            dead = (
+                f"<device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:1"
+                f"</deviceType><friendlyName>dead WAN</friendlyName><UDN>{self.udn}-dead</UDN>"
+                f"<serviceList><service><serviceType>urn:schemas-upnp-org:service:{kind}:1"
+                f"</serviceType><serviceId>urn:upnp-org:serviceId:Dead1</serviceId>"
+                f"<SCPDURL>/dead.xml</SCPDURL><controlURL>{_DEAD_PATH}</controlURL>"
+                "<eventSubURL>/evt/dead</eventSubURL></service></serviceList></device>"
+            )
         return (
             '<?xml version="1.0"?>\r\n<root xmlns="urn:schemas-upnp-org:device-1-0">'
             "<specVersion><major>1</major><minor>1</minor></specVersion><device>"
@@ -338,7 +374,7 @@ class FakeIGD(WanActions, FirewallActions):
             f"<friendlyName>FakeIGD {escape(self.host)}</friendlyName><manufacturer>aioigd"
             f"</manufacturer><modelName>FakeIGD</modelName><UDN>{self.udn}</UDN><deviceList>"
             f"<device><deviceType>urn:schemas-upnp-org:device:WANDevice:{v}</deviceType>"
-            f"<friendlyName>WANDevice</friendlyName><UDN>{self.udn}-wan</UDN><deviceList>"
+            f"<friendlyName>WANDevice</friendlyName><UDN>{self.udn}-wan</UDN><deviceList>{dead}"
             f"<device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:{v}"
             f"</deviceType><friendlyName>WANConnectionDevice</friendlyName>"
             f"<UDN>{self.udn}-conn</UDN><serviceList>{wan_conn}{fw}</serviceList></device>"
@@ -369,6 +405,9 @@ class _SsdpResponder(asyncio.DatagramProtocol):
         if not text.startswith("M-SEARCH") or self.transport is None:
             return
         self.igd.searches += 1
+        if self.igd.quirks.ignore_searches > 0:
+            self.igd.quirks.ignore_searches -= 1
+            return
         st = ""
         for line in text.split("\r\n"):
             name, _, value = line.partition(":")
