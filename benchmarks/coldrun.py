@@ -2,9 +2,12 @@
 
 ``python benchmarks/coldrun.py --location URL --spec JSON`` where JSON is a list of
 ``{"label": ..., "argv": [...], "port": P}``. Each command runs once, in the given order (run.py
-rotates it per repetition); ``os.wait4`` gives the child's own ``ru_maxrss``. A command that
-mapped ``port`` has it deleted afterwards over a plain socket (not timed), so every run finds
-the same empty table.
+rotates it per repetition). Peak RSS comes from GNU ``time`` (``/usr/bin/time -f %M``), which
+forks the command from its own ~1 MB process: ``os.wait4`` on a child of this Python process
+reports at least this process's ~22 MB, because the kernel's ``ru_maxrss`` keeps the high-water
+mark of the address space the child had before ``exec`` (a fork/vfork of this one). Without GNU
+``time`` that upper bound is reported, flagged. A command that mapped ``port`` has it deleted
+afterwards over a plain socket (not timed), so every run finds the same empty table.
 """
 
 from __future__ import annotations
@@ -19,18 +22,23 @@ import time
 from _common import emit, now
 from floor import Soap
 
+GNU_TIME = "/usr/bin/time"
+
 
 def run_one(argv: list[str]) -> tuple[float, float, int, str]:
     """(wall ms, peak RSS MB, exit status, output tail) of one child process."""
-    with tempfile.TemporaryFile() as out:
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        timed = os.access(GNU_TIME, os.X_OK)
+        cmd = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv] if timed else argv
         t0 = now()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = now() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
         out.seek(0)
         tail = out.read()[-400:].decode(errors="replace")
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode, tail
+        peak_kb = float(rss.read().split()[-1]) if timed else float(usage.ru_maxrss)
+    return wall, peak_kb / 1024.0, proc.returncode, tail
 
 
 def main() -> None:

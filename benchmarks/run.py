@@ -236,7 +236,43 @@ def fig_seed(b: Bench, p: Plan, loc: str) -> None:
     b.floor("wipe", loc)  # the pre-filled mappings, one DeletePortMapping at a time
 
 
+def byte_compile() -> None:
+    """Byte-compile aioigd as pip does for the installed peers: an editable checkout's
+    first cold run would otherwise pay the compilation the peers paid at install."""
+    subprocess.run([PY, "-m", "compileall", "-q", str(BENCH.parent / "aioigd")], check=True)
+
+
+BUSY_SIZES = (0, 100, 101, 500, 1000)
+
+
+def fig_busy(b: Bench, p: Plan, loc: str) -> None:
+    """Mapping one port on a router already holding N mappings (issue 10): aioigd's
+    map_port and a cold `aioigd add`, beside miniupnpc doing the seed's flow."""
+    byte_compile()
+    have = 0
+    sizes = (0, 101, 1000) if p.quick else BUSY_SIZES
+    for n in sizes:
+        if n > have:
+            log(f"fig9: pre-filling to {n} mappings")
+            b.floor("prefill", loc, "--n", str(n - have), "--port", str(40000 + have))
+            have = n
+        spec = [
+            {"label": "aioigd add", "port": 46002,
+             "argv": [PY, "-m", "aioigd", "add", "46002", "--gateway", loc, "--json"]},
+        ]  # fmt: skip
+        jobs = [
+            Job(f"aioigd-busy{n}", "worker_aioigd.py",
+                ["seed", "--location", loc, "--n", str(p.fast_n), "--port", "46000"]),
+            Job(f"miniupnpc-busy{n}", "worker_miniupnpc.py",
+                ["seed", "--location", loc, "--n", "1", "--port", "46001"], 300),
+            Job(f"cold-busy{n}", "coldrun.py", ["--location", loc, "--spec", json.dumps(spec)]),
+        ]  # fmt: skip
+        b.interleave(f"fig9 map on a router holding {n} mappings", jobs, p.reps)
+    b.floor("wipe", loc)
+
+
 def fig_cold(b: Bench, p: Plan, loc: str, client_ip: str) -> None:
+    byte_compile()
     oneshot = BENCH / "oneshot"
     spec = [
         {"label": "python -c pass", "argv": [PY, "-c", "pass"]},
@@ -455,7 +491,8 @@ def derive(col: Collector, bulk_n: int) -> None:
         col.series[f"{prefix}/mapdel"] = [a + b for a, b in zip(maps, dels, strict=False)]
     raw = zip(col.samples("aioigd/raw_map"), col.samples("aioigd/raw_delete"), strict=False)
     col.series["aioigd/raw_mapdel"] = [a + b for a, b in raw]
-    for prefix in ("aioigd-seed", "miniupnpc-seed", "aup-seed"):
+    busy = [f"{c}-busy{n}" for c in ("aioigd", "miniupnpc") for n in BUSY_SIZES]
+    for prefix in ("aioigd-seed", "miniupnpc-seed", "aup-seed", *busy):
         col.series[f"{prefix}/requests"] = [float(x) for x in col.info_values(prefix, "requests")]
         col.series[f"{prefix}/opens"] = [float(x) for x in col.info_values(prefix, "active_opens")]
     # Discovery floor: unicast M-SEARCH answer + one description fetch (medians combined).
@@ -661,7 +698,32 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
         ("6. Multi-layer (aioigd only)", [f6, f6v, f6b]),
         ("7. Cold CLI process", [f7, f7b]),
         ("8. The floor", [f8]),
+        ("9. Busy routers: one map on a router holding N mappings", busy_tables(col)),
     ]
+
+
+def busy_tables(col: Collector) -> list[Table]:
+    """Figure 9: time and requests per map against the table size, per client."""
+    sizes = [n for n in BUSY_SIZES if col.samples(f"aioigd-busy{n}/seed")]
+    time_rows = [
+        Row(f"{n:>4} mappings: {who}", key, ref=(n == 0 and who.startswith("cold")))
+        for n in sizes
+        for who, key in (
+            ("cold `aioigd add` (whole process)", f"cold-busy{n}/aioigd add"),
+            ("aioigd `PortMapper.map_port`, fresh Gateway", f"aioigd-busy{n}/seed"),
+            ("miniupnpc, the seed flow by hand", f"miniupnpc-busy{n}/seed"),
+        )
+    ]
+    request_rows = [
+        Row(f"{n:>4} mappings: {who}", f"{who}-busy{n}/requests", ref=(n == 0 and who == "aioigd"))
+        for n in sizes
+        for who in ("aioigd", "miniupnpc")
+    ]
+    return [
+        Table("Wall time per map", "ms", time_rows, growth=True,
+              footnote="ratio: this ÷ a cold `aioigd add` on an empty table"),
+        Table("SOAP requests per map", "requests", request_rows, growth=True),
+    ]  # fmt: skip
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -699,6 +761,17 @@ def incomplete(col: Collector, mode: str) -> str:
 def targets(col: Collector) -> list[str]:
     out: list[str] = []
     nan = math.isnan
+    # 9. a cold add at 1,000 mappings within 1.6x the same on an empty table (issue 10).
+    empty, full = m_(col, "cold-busy0/aioigd add"), m_(col, "cold-busy1000/aioigd add")
+    if not (nan(empty) or nan(full)):
+        reqs = col.samples("aioigd-busy1000/requests")
+        out.append(
+            f"- Cold `aioigd add` at 1,000 mappings within 1.6× the same on an empty table: "
+            f"{verdict(full <= 1.6 * empty)} — {fmt(full)} ms vs {fmt(empty)} ms "
+            f"({full / empty:.2f}×); `map_port` sends {fmt(med(reqs)) if reqs else '?'} requests "
+            f"there, miniupnpc's seed flow {fmt(m_(col, 'miniupnpc-busy1000/requests'))} in "
+            f"{fmt(m_(col, 'miniupnpc-busy1000/seed'))} ms."
+        )
     # 1. discovery within 2x floor.
     disc, floor = m_(col, "aioigd/discover"), m_(col, "floor/discovery")
     if not (nan(disc) or nan(floor)):
@@ -925,7 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     reps = a.reps or (2 if a.quick else 5)
     plan = Plan(reps=reps, quick=a.quick, bulk_n=50 if a.quick else 200)
-    only = {int(x) for x in a.only.split(",") if x.strip()} or set(range(1, 9))
+    only = {int(x) for x in a.only.split(",") if x.strip()} or set(range(1, 10))
     header = machine()
     col = Collector()
     t0 = time.monotonic()
@@ -937,7 +1010,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (5, fig_seed),
     ]
     try:
-        if only & {1, 2, 3, 4, 5, 7, 8}:
+        if only & {1, 2, 3, 4, 5, 7, 8, 9}:
             log("building the 1-router lab")
             with Lab(layers=1) as lab:
                 b = Bench(lab, col)
@@ -947,6 +1020,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if num in only:
                         fig(b, plan, r1.location)
                         b.check_router(1, r1.location, f"figure {num}")
+                if 9 in only:
+                    fig_busy(b, plan, r1.location)
+                    b.check_router(1, r1.location, "figure 9")
                 if 7 in only:
                     fig_cold(b, plan, r1.location, lab.client_ip)
                     b.check_router(1, r1.location, "figure 7")
