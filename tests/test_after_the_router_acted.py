@@ -234,7 +234,7 @@ async def test_one_wan_connection_is_not_probed(fake: FakeIGD) -> None:
 # -- lossy links ---------------------------------------------------------------------------
 
 
-async def test_a_lost_request_is_sent_again_within_the_timeout(fake: FakeIGD) -> None:
+async def test_a_reset_request_is_sent_again_within_the_timeout(fake: FakeIGD) -> None:
     """Issue 10: under loss one request failing made the whole map fail (and leak)."""
     gw = await Gateway.from_location(fake.location, timeout=2.0)
     async with gw, PortMapper(gw) as pm:
@@ -262,7 +262,7 @@ async def test_add_any_port_mapping_is_never_sent_twice() -> None:
             assert fake.actions() == ["AddAnyPortMapping"]
 
 
-async def test_a_request_lost_twice_fails_within_the_timeout(fake: FakeIGD) -> None:
+async def test_a_request_reset_twice_fails_within_the_timeout(fake: FakeIGD) -> None:
     gw = await Gateway.from_location(fake.location, timeout=1.0)
     async with gw:
         fake.quirks.lose_requests = 2

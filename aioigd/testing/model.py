@@ -52,7 +52,7 @@ class Quirks:
     #: A dead WAN connection listed first ("ip" WANIPConnection:1 or "ppp" WANPPPConnection:1,
     #: in its own WANConnectionDevice): Disconnected, no address, 501 for every mapping.
     dead_wan_first: str = ""
-    lose_requests: int = 0  #: drop this many SOAP requests: close without answering (loss)
+    lose_requests: int = 0  #: reset this many SOAP connections instead of answering
     lose_action: str = ""  #: only requests for this action are dropped ("" = any)
     ignore_searches: int = 0  #: leave this many M-SEARCHes unanswered (lost datagrams)
 
