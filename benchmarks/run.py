@@ -672,7 +672,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
         footnote=f"aioupnp (≈{AIOUPNP_COLD_MS:.0f} ms in peer-baseline.md) cannot run on 3.11",
     )
     f7b = Table(
-        "Cold process: peak RSS (ru_maxrss of the child)",
+        "Cold process: peak RSS (GNU time %M: the command alone)",
         "MB",
         [Row(lbl, f"cold/{k}#rss", ref=i == 0) for i, (lbl, k) in enumerate(cold_rows)],
     )
