@@ -34,7 +34,16 @@ from .errors import (
     NoTrafficReceived,
 )
 from .gateway import Gateway
-from .keeper import CLEANUP_TIMEOUT, EventHub, EventIterator, Keeper, Kept, Leftover, Outcome
+from .keeper import (
+    CLEANUP_TIMEOUT,
+    EventHub,
+    EventIterator,
+    Keeper,
+    Kept,
+    Leftover,
+    Outcome,
+    warn_leftovers,
+)
 from .lifecycle import Action, Event
 from .models import FirewallStatus, Pinhole, Protocol, Service
 from .netutil import global_ipv6_for
@@ -453,9 +462,7 @@ class FirewallControl:
         try:
             yield hole
         finally:
-            leftover = await self._keeper.release(hole)
-            if leftover is not None:
-                log.warning("could not delete %s: %s", _describe(leftover.subject), leftover.error)
+            warn_leftovers([await self._keeper.release(hole)])
 
     async def __aenter__(self) -> FirewallControl:
         return self
@@ -466,5 +473,4 @@ class FirewallControl:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for leftover in await self.close():
-            log.warning("could not delete %s", leftover)
+        warn_leftovers(await self.close())

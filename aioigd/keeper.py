@@ -22,7 +22,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import IGDConnectionError, IGDError, IGDTimeoutError, PortInUse
 from .lifecycle import (
@@ -47,6 +47,7 @@ __all__ = [
     "Leftover",
     "EventIterator",
     "EventHub",
+    "warn_leftovers",
     "CLEANUP_TIMEOUT",
     "MAX_QUEUED_EVENTS",
 ]
@@ -506,9 +507,11 @@ class Keeper(Generic[T]):
         return [r for r in results if r is not None]
 
 
-def subjects(kept: Iterable[Kept[T]]) -> list[T]:
-    """The current values of ``kept``."""
-    return [k.current for k in kept]
+def warn_leftovers(leftovers: Iterable[Leftover[Any] | None]) -> None:
+    """Log what could not be removed (for ``__aexit__``, which has no caller to tell)."""
+    for leftover in leftovers:
+        if leftover is not None:
+            log.warning("could not delete %s", leftover)
 
 
 async def merged(*iterators: AsyncIterator[E]) -> AsyncIterator[E]:

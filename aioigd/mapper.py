@@ -50,7 +50,16 @@ from .errors import (
     UPnPError,
 )
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
-from .keeper import CLEANUP_TIMEOUT, EventHub, EventIterator, Keeper, Kept, Leftover, Outcome
+from .keeper import (
+    CLEANUP_TIMEOUT,
+    EventHub,
+    EventIterator,
+    Keeper,
+    Kept,
+    Leftover,
+    Outcome,
+    warn_leftovers,
+)
 from .lifecycle import Action, Event, effective_lease
 from .models import Mapping, PortMappingEntry, Protocol
 from .proto.ssdp import SSDP_PORT
@@ -888,9 +897,7 @@ class PortMapper:
         try:
             yield kept
         finally:
-            leftover = await self._keeper.release(kept)
-            if leftover is not None:
-                log.warning("could not delete %s: %s", _describe(leftover.subject), leftover.error)
+            warn_leftovers([await self._keeper.release(kept)])
 
     async def __aenter__(self) -> PortMapper:
         return self
@@ -901,5 +908,4 @@ class PortMapper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for leftover in await self.close():
-            log.warning("could not delete %s", leftover)
+        warn_leftovers(await self.close())

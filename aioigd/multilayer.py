@@ -31,7 +31,7 @@ from typing import Any, Literal
 from .discovery import SearchOptions, discover
 from .errors import IGDError
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
-from .keeper import EventHub, EventIterator, Leftover, merged
+from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import KeptMapping, PortMapper
 from .models import Mapping, Protocol, is_global_address
@@ -487,5 +487,4 @@ class MultiLayerMapper:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for leftover in await self.release():
-            log.warning("could not delete %s", leftover)
+        warn_leftovers(await self.release())
