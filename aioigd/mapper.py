@@ -1,11 +1,6 @@
-"""PortMapper: the seed's mapping flow done safely, and mappings kept alive.
+"""PortMapper: the mapping flow of :mod:`aioigd.mapflow`, and the mappings kept alive.
 
-Flow of :meth:`PortMapper.map_port` (seed notes, ``shared/seed``):
-external IP and the mapping table (enumerated once, then cached and kept up
-to date by our own adds/deletes) are fetched concurrently; the wanted port is
-checked against the table; the mapping is added (another port on conflict
-unless ``strict``; lease 0 on 725); one GetSpecificPortMappingEntry verifies
-it; only then are our own stale entries for the same internal endpoint removed.
+:meth:`PortMapper.map_port` maps once (the seed's flow, in bounded requests).
 
 :meth:`PortMapper.keep` (and :meth:`PortMapper.mapped`) hand the mapping to a
 :class:`~aioigd.keeper.Keeper`: renewed on the lease the gateway granted,
@@ -13,9 +8,9 @@ checked between renewals (still there? same external address?), re-created
 after a router reboot, found again by its UDN when the router comes back on
 another HTTP port, and every change told to the application as an event.
 
-Invariants: a mapping we may have created is never left behind by a
-cancellation or a transport failure mid-add (we check it is ours, then delete
-it); we never delete an entry whose internal client is not ours.
+Invariants: we never delete an entry whose internal client is not ours; a
+renewal can never re-create what a release just deleted (the keeper's task is
+stopped while anything is released).
 """
 
 from __future__ import annotations
@@ -23,28 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import logging
-import random
-from collections.abc import AsyncIterator, Coroutine, Hashable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from .discovery import SearchOptions, rediscover
 from .errors import (
-    ActionFailed,
-    BehindAnotherNAT,
     ConflictInMappingEntry,
     ConflictWithOtherMechanisms,
-    ExternalIPUnavailable,
-    IGDError,
-    IGDTimeoutError,
-    InvalidArgs,
-    MappingFailed,
-    MappingRefused,
     NoSuchEntryInArray,
-    OnlyPermanentLeasesSupported,
     PortInUse,
     RemoteProtocolError,
     UPnPError,
@@ -61,6 +45,7 @@ from .keeper import (
     warn_leftovers,
 )
 from .lifecycle import Action, Event, effective_lease
+from .mapflow import MapFlow
 from .models import Mapping, PortMappingEntry, Protocol
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
@@ -79,32 +64,9 @@ log = logging.getLogger("aioigd")
 #: Seconds between checks of a kept mapping between renewals (is it still there, what
 #: is the external address): a router reboot or WAN change is noticed within this.
 DEFAULT_CHECK_INTERVAL = 300.0
-#: Seconds the external address is reused across map_port calls: a burst of maps (an
-#: application opening several ports at start) asks for it once, yet it is never stale
-#: for long after a WAN reconnect.
-EXTERNAL_IP_TTL = 10.0
 #: Seconds a search for the gateway takes when it stopped answering.
 REDISCOVERY_TIMEOUT = 2.0
-_MAX_PORT_ATTEMPTS = 8
-
 _TableKey = tuple[Protocol, int]
-_T = TypeVar("_T")
-
-
-#: WAN addresses that mean "behind another NAT": RFC 1918, RFC 6598 shared (CGNAT) space,
-#: link-local. Not every non-global address (documentation ranges are no such sign).
-_INNER_NETWORKS = tuple(
-    ipaddress.IPv4Network(n)
-    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16")
-)
-
-
-def _inner_address(address: str) -> bool:
-    try:
-        ip = ipaddress.IPv4Address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in _INNER_NETWORKS)
 
 
 class KeptMapping(Kept[Mapping]):
@@ -180,19 +142,29 @@ class PortMapper:
         check_interval: float | None = DEFAULT_CHECK_INTERVAL,
         own_gateway: bool = False,
     ) -> None:
-        self.gateway = gateway
+        #: The one-shot flow and what it learned of the gateway's table.
+        self.flow = MapFlow(gateway, is_kept=self._is_kept)
         self.rediscovery = rediscovery
         self._owned: list[Gateway] = [gateway] if own_gateway else []
-        self._table: dict[_TableKey, PortMappingEntry] | None = None
-        #: False when the table was too big to read: it holds only what we learned.
-        self._table_complete = False
-        self._ext_ip: tuple[str | None, float] | None = None
-        self._lock = asyncio.Lock()
         self._closed = False
         self._hub: EventHub[Event[Mapping]] = EventHub()
         self._keeper: Keeper[Mapping] = Keeper(
             self, name=f"aioigd-keeper-{gateway.host}", check_interval=check_interval, hub=self._hub
         )
+
+    @property
+    def gateway(self) -> Gateway:
+        """The gateway every request goes to (a new one after it came back elsewhere)."""
+        return self.flow.gateway
+
+    async def table(self, *, refresh: bool = False) -> dict[_TableKey, PortMappingEntry]:
+        """What is known of the gateway's mapping table (see :meth:`MapFlow.table`)."""
+        return await self.flow.table(refresh=refresh)
+
+    async def _map(self, *args: Any, **kwargs: Any) -> tuple[Mapping, int]:
+        if self._closed:
+            raise RuntimeError("this PortMapper is closed")
+        return await self.flow.map(*args, **kwargs)
 
     # -- Backend (for the keeper) -------------------------------------------------
     @property
@@ -207,86 +179,6 @@ class PortMapper:
         return _describe(subject)
 
     # -- table cache --------------------------------------------------------
-    async def table(self, *, refresh: bool = False) -> dict[_TableKey, PortMappingEntry]:
-        """What is known of the gateway's mapping table, read once and then kept in step.
-
-        A small table is read whole; a big one (100 entries or more) is not read at
-        all — each request slows down as a router's table grows, and reading 1,000
-        entries one by one takes miniupnpd ~19 s — so mapping one port takes a
-        bounded number of requests whatever the table's size: the wanted port is
-        asked about by itself, conflicts are found by the add (718).
-        """
-        if self._table is None or refresh:
-            try:
-                entries = await self.gateway.small_table()
-            except UPnPError as exc:
-                # Listing is an optimisation (conflicts are retried on 718 anyway); a
-                # gateway that will not list (606 without NewManage rights) still maps.
-                log.info("cannot list the mapping table (%s); mapping without it", exc)
-                entries = None
-            for reason in self.gateway.skipped_entries:
-                log.info("left a malformed entry out of the table: %s", reason)
-            self._table_complete = entries is not None
-            self._table = {(e.protocol, e.external_port): e for e in entries or ()}
-        return self._table
-
-    async def _explain_501(
-        self, exc: ActionFailed, ext_task: asyncio.Future[str | None]
-    ) -> IGDError:
-        """A 501 from a router whose WAN address is private, shared or missing is the
-        common double NAT (miniupnpd refuses to forward then): say so, and what helps."""
-        try:
-            external = await asyncio.wait_for(asyncio.shield(ext_task), CLEANUP_TIMEOUT)
-        except (IGDError, TimeoutError):
-            return exc
-        if external is not None and not _inner_address(external):
-            return exc
-        where = f"its WAN address is {external}" if external else "it reports no WAN address"
-        return BehindAnotherNAT(
-            f"the router at {self.gateway.host} refuses to forward ({exc}): {where}, so it "
-            "sits behind another NAT (double NAT or carrier-grade NAT) and will not map a "
-            "port nobody outside could reach. Map through the upper router as well "
-            "(`aioigd map PORT --layers auto`, or --via its address), put this router in "
-            "bridge or DMZ mode behind the upper one, or ask the ISP for a public address",
-            external,
-        )
-
-    async def _ask_holder(self, proto: Protocol, port: int) -> PortMappingEntry | None:
-        """Who holds ``port`` now, asked fresh after a conflict (remembered). When the
-        question itself fails, an unknown holder stands in for "another client"."""
-        try:
-            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
-        except NoSuchEntryInArray:
-            self._forget(proto, port)
-            return None
-        except IGDError as exc:
-            log.debug("who holds %s %d: %s", proto.value, port, exc)
-            entry = PortMappingEntry(port, proto, 0, "?", description="(held by another client)")
-        self._remember(entry)
-        return entry
-
-    async def _holder(
-        self, table: dict[_TableKey, PortMappingEntry], proto: Protocol, port: int
-    ) -> PortMappingEntry | None:
-        """Who holds ``port``: from the table when it is complete, else asked (once)."""
-        held = table.get((proto, port))
-        if held is not None or self._table_complete:
-            return held
-        try:
-            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
-        except NoSuchEntryInArray:
-            return None
-        self._remember(entry)
-        return entry
-
-    def _remember(self, entry: PortMappingEntry) -> None:
-        if self._table is not None:
-            self._table[(entry.protocol, entry.external_port)] = entry
-
-    def _forget(self, protocol: Protocol, port: int) -> None:
-        if self._table is not None:
-            self._table.pop((protocol, port), None)
-
     # -- mapping ------------------------------------------------------------
     async def map_port(
         self,
@@ -385,288 +277,6 @@ class PortMapper:
         assert isinstance(kept, KeptMapping)
         return kept
 
-    async def _map(
-        self,
-        internal_port: int,
-        external_port: int | None,
-        protocol: Protocol | str,
-        *,
-        lease: int,
-        description: str,
-        internal_client: str | None,
-        strict: bool,
-        remove_stale: bool = False,
-    ) -> tuple[Mapping, int]:
-        """The seed flow; returns the mapping and the lease the gateway reported."""
-        if self._closed:
-            raise RuntimeError("this PortMapper is closed")
-        proto = Protocol.parse(protocol)
-        if not isinstance(internal_port, int) or not 1 <= internal_port <= 65535:
-            raise ValueError(f"internal_port must be in 1..65535, not {internal_port!r}")
-        if external_port is not None and not 1 <= external_port <= 65535:
-            raise ValueError(f"external_port must be in 1..65535, not {external_port!r}")
-        if not isinstance(lease, int) or lease < 0:
-            raise ValueError(f"lease must be whole seconds >= 0, not {lease!r}")
-        client_ip = internal_client or self.gateway.local_address()
-        wanted = external_port or internal_port
-
-        async with self._lock:
-            # The external address is only reported, so it is fetched alongside the
-            # table, add and verify rather than before them: one round trip less.
-            ext_task = asyncio.ensure_future(self._external_ip())
-            try:
-                table = await self.table()
-                try:
-                    port, granted_lease, permanent_only = await self._add(
-                        table, proto, wanted, internal_port, client_ip, description, lease, strict
-                    )
-                except ActionFailed as exc:
-                    raise await self._explain_501(exc, ext_task) from exc
-                try:
-                    entry = await self._verify(proto, port, internal_port, client_ip)
-                    ext_ip = await ext_task
-                except BaseException as exc:
-                    # The router acted: whatever failed afterwards (a garbage reply, a
-                    # timeout, a cancellation), do not leave the mapping behind.
-                    exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
-                    raise
-            finally:
-                if not ext_task.done():
-                    await stop_task(ext_task)
-                elif not ext_task.cancelled():
-                    ext_task.exception()  # retrieved: the error that stopped the map wins
-            try:
-                # Only once the new mapping works: a failed map must not cost a working one.
-                if remove_stale:
-                    await self._remove_stale(
-                        table, proto, internal_port, client_ip, description, port
-                    )
-            except asyncio.CancelledError as exc:
-                # The caller will never see this mapping: do not leave it behind.
-                exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
-                raise
-            reported = entry.lease
-            mapping = Mapping(
-                external_ip=ext_ip,
-                external_port=port,
-                internal_client=client_ip,
-                internal_port=internal_port,
-                protocol=proto,
-                lease=effective_lease(granted_lease, reported),
-                description=description,
-                gateway=self.gateway.location,
-                permanent_only=permanent_only,
-                wanted_port=wanted,
-            )
-            if port != wanted:
-                log.info("%s port %d was taken; mapped %d instead", proto.value, wanted, port)
-            return mapping, reported
-
-    async def _external_ip(self, *, max_age: float | None = None) -> str | None:
-        loop = asyncio.get_running_loop()
-        cached = self._ext_ip
-        limit = EXTERNAL_IP_TTL if max_age is None else max_age
-        if cached is not None and loop.time() - cached[1] < limit:
-            return cached[0]
-        try:
-            address: str | None = await self.gateway.get_external_ip_address()
-        except ExternalIPUnavailable:
-            address = None
-        self._ext_ip = (address, loop.time())
-        return address
-
-    async def _remove_stale(
-        self,
-        table: dict[_TableKey, PortMappingEntry],
-        proto: Protocol,
-        internal_port: int,
-        client_ip: str,
-        description: str,
-        keep: int,
-    ) -> None:
-        """Delete our own leftovers (same client, port, protocol, description) elsewhere."""
-        if not description:
-            return
-        stale = [
-            e
-            for (p, port), e in table.items()
-            if p is proto
-            and port != keep
-            and e.internal_client == client_ip
-            and e.internal_port == internal_port
-            and e.description == description
-            and not self._is_kept(proto, port)
-        ]
-        for entry in stale:
-            log.info("removing our stale mapping %s %d", proto.value, entry.external_port)
-            try:
-                await self.gateway.delete_port_mapping(entry.external_port, proto)
-            except NoSuchEntryInArray:
-                pass
-            except IGDError as exc:  # best effort: the new mapping already works
-                log.warning("could not remove stale mapping %d: %s", entry.external_port, exc)
-                continue
-            self._forget(proto, entry.external_port)
-
-    def _candidates(
-        self, table: dict[_TableKey, PortMappingEntry], proto: Protocol, wanted: int, client: str
-    ) -> list[int]:
-        def free(port: int) -> bool:
-            held = table.get((proto, port))
-            return held is None or held.internal_client == client
-
-        ports = [wanted] if free(wanted) else []
-        rng = random.Random(wanted)  # noqa: S311 - port choice, not security
-        probe = [wanted + i for i in range(1, 64)] + [rng.randint(1024, 65535) for _ in range(64)]
-        ports += [p for p in probe if 1024 <= p <= 65535 and free(p)]
-        return ports[:_MAX_PORT_ATTEMPTS]
-
-    async def _add(
-        self,
-        table: dict[_TableKey, PortMappingEntry],
-        proto: Protocol,
-        wanted: int,
-        internal_port: int,
-        client_ip: str,
-        description: str,
-        lease: int,
-        strict: bool,
-    ) -> tuple[int, int, bool]:
-        holder = await self._holder(table, proto, wanted)
-        if holder is not None and holder.internal_client != client_ip and strict:
-            raise PortInUse(
-                f"{proto.value} port {wanted} is mapped to {holder.internal_client}:"
-                f"{holder.internal_port} ({holder.description!r})",
-                holder,
-            )
-        candidates = [wanted] if strict else self._candidates(table, proto, wanted, client_ip)
-        last: IGDError | None = None
-        for port in candidates:
-            try:
-                granted = await self._add_one(
-                    proto, port, internal_port, client_ip, description, lease
-                )
-                return port, granted, granted == 0 and lease != 0
-            except (ConflictInMappingEntry, ConflictWithOtherMechanisms) as exc:
-                last = exc
-                holder = await self._ask_holder(proto, port)
-                if holder is None or holder.internal_client == client_ip:
-                    # The port is free (or already ours), yet "conflict": not a conflict
-                    # but a refusal for this internal client (miniupnpd's secure mode only
-                    # lets a host map for itself). Other ports would be refused alike.
-                    raise MappingRefused(
-                        f"the gateway refuses to map {proto.value} {port} to {client_ip} "
-                        f"although the port is free ({exc}): it only maps for a host that "
-                        "asks for itself (secure mode), or not to this client"
-                    ) from exc
-                if strict:
-                    raise PortInUse(
-                        f"{proto.value} port {port} is mapped to {holder.internal_client}:"
-                        f"{holder.internal_port} ({holder.description!r})",
-                        holder,
-                    ) from exc
-        if self.gateway.is_v2 and not strict:
-            # Let the gateway choose (AddAnyPortMapping, WANIPConnection:2 §2.5.16).
-            port = await self._guarded(
-                proto,
-                wanted,
-                client_ip,
-                self.gateway.add_any_port_mapping(
-                    wanted, proto, internal_port, client_ip, description=description, lease=lease
-                ),
-            )
-            return port, lease, False
-        raise MappingFailed(f"no free external {proto.value} port found near {wanted}: {last}")
-
-    async def _add_one(
-        self,
-        proto: Protocol,
-        port: int,
-        internal_port: int,
-        client_ip: str,
-        description: str,
-        lease: int,
-    ) -> int:
-        """AddPortMapping with the 725 (and 402-on-lease) fallback to lease 0."""
-        try:
-            await self._guarded(
-                proto,
-                port,
-                client_ip,
-                self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=lease
-                ),
-            )
-            return lease
-        except (OnlyPermanentLeasesSupported, InvalidArgs) as exc:
-            if lease == 0:
-                raise
-            log.warning(
-                "gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc
-            )
-            await self._guarded(
-                proto,
-                port,
-                client_ip,
-                self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=0
-                ),
-            )
-            return 0
-
-    async def _guarded(
-        self, proto: Protocol, port: int, client_ip: str, add: Coroutine[Any, Any, _T]
-    ) -> _T:
-        """Run an add; if it failed in any way but a fault (the router refused, so it
-        created nothing), delete what it may have created."""
-        try:
-            return await add
-        except BaseException as exc:
-            if not isinstance(exc, UPnPError):
-                exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
-            raise
-
-    async def _cleanup_uncertain(self, proto: Protocol, port: int, client_ip: str) -> str:
-        """Delete ``port`` if the gateway forwards it to ``client_ip`` (bounded, best
-        effort); returns what happened, for the error that made it necessary."""
-        what = f"{proto.value} {port}"
-        try:
-            async with asyncio.timeout(CLEANUP_TIMEOUT):
-                try:
-                    entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
-                except NoSuchEntryInArray:
-                    return f"aioigd checked: {what} was not created"
-                except (RemoteProtocolError, IGDTimeoutError):
-                    # The question failed like the answer before it. The add was for this
-                    # client and the router did not refuse it (another host's entry would
-                    # have been a 718), so what is on that port now is ours to remove.
-                    entry = None
-                if entry is not None and entry.internal_client != client_ip:
-                    return f"aioigd checked: {what} belongs to {entry.internal_client}, left alone"
-                await self.gateway.delete_port_mapping(port, proto)
-                self._forget(proto, port)
-                return f"aioigd removed the {what} mapping it may have created"
-        except (IGDError, TimeoutError, asyncio.CancelledError) as exc:
-            log.info("could not remove %s after a failed add: %r", what, exc)
-            return f"aioigd could not remove {what}, which it may have created: {exc!r}"
-
-    async def _verify(
-        self, proto: Protocol, port: int, internal_port: int, client_ip: str
-    ) -> PortMappingEntry:
-        try:
-            entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
-        except NoSuchEntryInArray:
-            raise MappingFailed(
-                f"gateway accepted {proto.value} {port} but does not list it"
-            ) from None
-        if entry.internal_client != client_ip or entry.internal_port != internal_port:
-            raise MappingFailed(
-                f"{proto.value} {port} maps to {entry.internal_client}:{entry.internal_port}, "
-                f"not {client_ip}:{internal_port}"
-            )
-        self._remember(entry)
-        return entry
-
     # -- keeping (the keeper's backend) -----------------------------------------
     def _is_kept(self, proto: Protocol, port: int) -> bool:
         return any(
@@ -684,7 +294,7 @@ class PortMapper:
         """
         m = kept.current
         gw = self.gateway
-        ext_task = asyncio.ensure_future(self._external_ip(max_age=0.0))
+        ext_task = asyncio.ensure_future(self.flow.external_ip(max_age=0.0))
         try:
             try:
                 entry: PortMappingEntry | None = await gw.get_specific_port_mapping_entry(
@@ -701,7 +311,7 @@ class PortMapper:
             if entry is None or action is Action.RENEW:
                 requested = 0 if m.permanent_only else kept.requested_lease
                 try:
-                    granted = await self._add_one(
+                    granted = await self.flow.add_one(
                         m.protocol,
                         m.external_port,
                         m.internal_port,
@@ -711,7 +321,7 @@ class PortMapper:
                     )
                 except (ConflictInMappingEntry, ConflictWithOtherMechanisms):
                     return await self._move(kept, None)
-                self._remember(
+                self.flow.remember(
                     PortMappingEntry(
                         m.external_port,
                         m.protocol,
@@ -744,7 +354,7 @@ class PortMapper:
         log.info(
             "%s port %d was taken by %s; mapping another", m.protocol.value, m.external_port, who
         )
-        self._table = None  # what we knew of the table is out of date
+        self.flow.forget_table()  # what we knew of the table is out of date
         moved, granted = await self._map(
             m.internal_port,
             m.external_port,
@@ -772,7 +382,7 @@ class PortMapper:
             await self.gateway.delete_port_mapping(subject.external_port, subject.protocol)
         except NoSuchEntryInArray:
             pass
-        self._forget(subject.protocol, subject.external_port)
+        self.flow.forget(subject.protocol, subject.external_port)
 
     async def reconnect(self) -> bool:
         """Find the gateway again by its UDN; a new LOCATION (new HTTP port after a
@@ -785,10 +395,8 @@ class PortMapper:
             await found.close()
             return True
         log.info("%s is back at %s", old.udn, found.location)
-        self.gateway = found
+        self.flow = MapFlow(found, is_kept=self._is_kept)  # nothing learned there yet
         self._owned.append(found)
-        self._table = None
-        self._ext_ip = None
         if old in self._owned:
             self._owned.remove(old)
             await old.close()

@@ -240,7 +240,7 @@ async def test_a_reset_request_is_sent_again_within_the_timeout(fake: FakeIGD) -
     async with gw, PortMapper(gw) as pm:
         await pm.table()
         for lost in ("AddPortMapping", "GetSpecificPortMappingEntry", "GetExternalIPAddress"):
-            pm._ext_ip = None  # ask for the external address each time (no 10 s cache)
+            pm.flow.forget_external_ip()  # ask for it each time (no 10 s cache)
             fake.requests.clear()
             fake.quirks.lose_requests, fake.quirks.lose_action = 1, lost
             mapping = await pm.map_port(5000, lease=600)

@@ -161,6 +161,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aioigd.gateway",),
     ("aioigd.discovery",),
     ("aioigd.keeper",),
+    ("aioigd.mapflow",),
     ("aioigd.mapper", "aioigd.firewall"),
     ("aioigd.multilayer",),
     ("aioigd.reach",),

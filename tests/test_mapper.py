@@ -757,10 +757,10 @@ async def test_external_ip_is_fetched_again_after_its_ttl(
 ) -> None:
     """A WAN reconnect changes the address: after EXTERNAL_IP_TTL the next map asks again,
     alongside add + verify (any order)."""
-    import aioigd.mapper
+    import aioigd.mapflow
 
     await pm.map_port(5000)
-    monkeypatch.setattr(aioigd.mapper, "EXTERNAL_IP_TTL", 0.0)
+    monkeypatch.setattr(aioigd.mapflow, "EXTERNAL_IP_TTL", 0.0)
     fake.external_ip = "198.18.7.7"
     fake.requests.clear()
     again = await pm.map_port(5001)
