@@ -262,3 +262,27 @@ async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> No
             assert mapper.result.layers[1].internal_client == "10.0.0.77"
             assert mapper.result.layers[0].external_ip == "10.0.0.77"
         assert not low.mappings and not high.mappings
+
+
+async def test_waiting_for_a_state_a_failed_mapping_can_never_reach_raises(
+    fake: FakeIGD,
+) -> None:
+    async with kept_mapper(fake) as pm:
+        kept = await pm.keep(5000, lease=2, strict=True)
+        fake.mappings[("TCP", 5000)] = FakeMapping(
+            "", 5000, "TCP", 5000, "192.168.1.9", True, "x", 0, None
+        )
+        async with asyncio.timeout(WAIT):
+            with pytest.raises(PortInUse):
+                await kept.wait_for(State.LOST)  # it fails instead: told, not hung
+
+
+async def test_a_failing_address_question_does_not_fail_a_good_renewal(fake: FakeIGD) -> None:
+    async with kept_mapper(fake) as pm:
+        kept = await pm.keep(5000, lease=2)
+        events = kept.events()
+        fake.quirks.fail_actions = {"GetExternalIPAddress": 501}
+        assert await next_named(events, "renewed") == ["renewed"]
+        assert await next_named(events, "renewed") == ["renewed"]
+        assert kept.state is State.ACTIVE
+        assert kept.external_ip == "203.0.113.7"  # the last address it reported
