@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -46,6 +47,7 @@ __all__ = [
     "discover_all",
     "search",
     "rediscover",
+    "rediscovery_options",
     "SearchOptions",
     "SsdpProtocol",
     "multicast_interfaces",
@@ -525,6 +527,30 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
             f"no UPnP gateway answered within {options.timeout:g} s" + (f" ({why})" if why else "")
         )
     return gateways
+
+
+#: Seconds a search for a gateway that stopped answering takes by default.
+REDISCOVERY_TIMEOUT = 2.0
+
+
+def rediscovery_options(
+    host: str, *, given: SearchOptions | None, http_timeout: float
+) -> SearchOptions:
+    """How to look for the gateway at ``host`` again: a copy of ``given`` (its ``refused``
+    list fresh), else a unicast M-SEARCH to ``host`` plus multicast, in its family."""
+    if given is not None:
+        return dataclasses.replace(given, refused=[])
+    host = host.strip("[]")
+    v6 = ":" in host
+    return SearchOptions(
+        timeout=REDISCOVERY_TIMEOUT,
+        multicast=True,
+        default_gateways=False,
+        unicast=[(host, SSDP_PORT)],
+        http_timeout=http_timeout,
+        ipv4=not v6,
+        ipv6=v6,
+    )
 
 
 async def rediscover(udn: str, options: SearchOptions) -> Gateway:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
@@ -23,7 +22,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .discovery import SearchOptions, rediscover
+from .discovery import SearchOptions, rediscover, rediscovery_options
 from .errors import (
     ActionNotSupported,
     FirewallUnavailable,
@@ -48,7 +47,6 @@ from .lifecycle import Action, Event
 from .models import FirewallStatus, Pinhole, Protocol, Service
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
-from .proto.ssdp import SSDP_PORT
 from .proto.table import check_action
 from .proto.urls import url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
@@ -58,8 +56,6 @@ __all__ = ["FirewallControl", "FirewallUnavailable", "KeptPinhole", "DEFAULT_PIN
 log = logging.getLogger("aioigd")
 
 DEFAULT_PINHOLE_LEASE = 3600
-#: Seconds a search for the gateway takes when it stopped answering.
-REDISCOVERY_TIMEOUT = 2.0
 
 
 def _key(p: Pinhole) -> tuple[int, Protocol, str | None, int]:
@@ -367,17 +363,8 @@ class FirewallControl:
         """Find the gateway again by its UDN; point the session at its new control URL."""
         if not self.udn:
             return False
-        options = (
-            dataclasses.replace(self.rediscovery, refused=[])
-            if self.rediscovery is not None
-            else SearchOptions(
-                timeout=REDISCOVERY_TIMEOUT,
-                ipv4=False,
-                ipv6=True,
-                default_gateways=False,
-                unicast=[(self.gateway_host.strip("[]"), SSDP_PORT)],
-                http_timeout=self.session.timeout,
-            )
+        options = rediscovery_options(
+            self.gateway_host, given=self.rediscovery, http_timeout=self.session.timeout
         )
         gw = await rediscover(self.udn, options)
         try:

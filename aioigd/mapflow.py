@@ -42,7 +42,7 @@ from .gateway import Gateway
 from .keeper import CLEANUP_TIMEOUT
 from .lifecycle import effective_lease
 from .models import Mapping, PortMappingEntry, Protocol
-from .tasks import stop_task
+from .tasks import settle
 
 __all__ = ["MapFlow", "EXTERNAL_IP_TTL"]
 
@@ -225,10 +225,7 @@ class MapFlow:
                     exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
                     raise
             finally:
-                if not ext_task.done():
-                    await stop_task(ext_task)
-                elif not ext_task.cancelled():
-                    ext_task.exception()  # retrieved: the error that stopped the map wins
+                await settle(ext_task)  # the error that stopped the map wins
             try:
                 # Only once the new mapping works: a failed map must not cost a working one.
                 if remove_stale:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from .discovery import SearchOptions, rediscover
+from .discovery import SearchOptions, rediscover, rediscovery_options
 from .errors import (
     ConflictInMappingEntry,
     ConflictWithOtherMechanisms,
@@ -47,8 +46,7 @@ from .keeper import (
 from .lifecycle import Action, Event, effective_lease
 from .mapflow import MapFlow
 from .models import Mapping, PortMappingEntry, Protocol
-from .proto.ssdp import SSDP_PORT
-from .tasks import stop_task
+from .tasks import settle
 
 __all__ = [
     "PortMapper",
@@ -64,8 +62,6 @@ log = logging.getLogger("aioigd")
 #: Seconds between checks of a kept mapping between renewals (is it still there, what
 #: is the external address): a router reboot or WAN change is noticed within this.
 DEFAULT_CHECK_INTERVAL = 300.0
-#: Seconds a search for the gateway takes when it stopped answering.
-REDISCOVERY_TIMEOUT = 2.0
 _TableKey = tuple[Protocol, int]
 
 
@@ -178,7 +174,6 @@ class PortMapper:
     def describe(self, subject: Mapping) -> str:
         return _describe(subject)
 
-    # -- table cache --------------------------------------------------------
     # -- mapping ------------------------------------------------------------
     async def map_port(
         self,
@@ -338,10 +333,7 @@ class PortMapper:
                 log.debug("GetExternalIPAddress failed during renewal: %s", exc)
                 ext_ip = m.external_ip
         finally:
-            if not ext_task.done():
-                await stop_task(ext_task)
-            elif not ext_task.cancelled():
-                ext_task.exception()
+            await settle(ext_task)
         lease = m.lease if granted is None else effective_lease(kept.requested_lease, granted)
         subject = replace(m, external_ip=ext_ip, lease=lease, gateway=gw.location)
         return Outcome(subject, granted, recreated=entry is None)
@@ -390,7 +382,10 @@ class PortMapper:
         old = self.gateway
         if not old.udn:
             return False
-        found = await rediscover(old.udn, self._rediscovery_options())
+        options = rediscovery_options(
+            old.host, given=self.rediscovery, http_timeout=old.session.timeout
+        )
+        found = await rediscover(old.udn, options)
         if found.location == old.location:
             await found.close()
             return True
@@ -401,21 +396,6 @@ class PortMapper:
             self._owned.remove(old)
             await old.close()
         return True
-
-    def _rediscovery_options(self) -> SearchOptions:
-        if self.rediscovery is not None:
-            return dataclasses.replace(self.rediscovery, refused=[])
-        host = self.gateway.host
-        v6 = ":" in host
-        return SearchOptions(
-            timeout=REDISCOVERY_TIMEOUT,
-            multicast=True,
-            default_gateways=False,
-            unicast=[(host, SSDP_PORT)],
-            http_timeout=self.gateway.session.timeout,
-            ipv4=not v6,
-            ipv6=v6,
-        )
 
     # -- the application's view ------------------------------------------------
     def kept(self) -> list[KeptMapping]:

@@ -33,7 +33,7 @@ from .errors import IGDError
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
-from .mapper import KeptMapping, PortMapper
+from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
 from .models import Mapping, Protocol, is_global_address
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
@@ -159,7 +159,7 @@ class MultiLayerMapper:
         timeout: float = 2.0,
         http_timeout: float = 5.0,
         rediscovery: SearchOptions | None = None,
-        check_interval: float | None = 300.0,
+        check_interval: float | None = DEFAULT_CHECK_INTERVAL,
     ) -> None:
         if layers != "auto" and not (isinstance(layers, int) and 1 <= layers <= MAX_LAYERS):
             raise ValueError(f"layers must be 'auto' or 1..{MAX_LAYERS}, not {layers!r}")

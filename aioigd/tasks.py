@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["stop_task", "finish"]
+__all__ = ["stop_task", "settle", "finish"]
 
 _T = TypeVar("_T")
 
@@ -19,6 +19,15 @@ async def stop_task(task: asyncio.Task[object] | asyncio.Future[object]) -> None
     """
     task.cancel()
     await asyncio.wait({task})
+
+
+async def settle(task: asyncio.Future[Any]) -> None:
+    """End a helper whose result is no longer wanted: stop it if it still runs, else
+    retrieve its exception (so asyncio does not report it as never retrieved)."""
+    if not task.done():
+        await stop_task(task)
+    elif not task.cancelled():
+        task.exception()
 
 
 async def finish(aw: Awaitable[_T], grace: float) -> _T:
