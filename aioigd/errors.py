@@ -30,6 +30,11 @@ __all__ = [
     "CleanupFailed",
     "NetworkPolicyError",
     "FirewallUnavailable",
+    "PmpError",
+    "PmpUnsupportedVersion",
+    "PmpNotAuthorized",
+    "PmpAddressMismatch",
+    "PmpNoResources",
     "UPnPError",
     "InvalidAction",
     "InvalidArgs",
@@ -157,6 +162,35 @@ class FirewallUnavailable(IGDError):
 
     def __reduce__(self) -> tuple[type[FirewallUnavailable], tuple[str, FirewallStatus | None]]:
         return type(self), (str(self), self.status)
+
+
+class PmpError(IGDError):
+    """A PCP or NAT-PMP gateway answered with an error result code."""
+
+    def __init__(self, message: str, *, protocol: str = "", result: int = 0, lifetime: int = 0):
+        super().__init__(message)
+        #: ``"pcp"`` or ``"natpmp"``.
+        self.protocol = protocol
+        #: The result code as sent.
+        self.result = result
+        #: PCP: how long the gateway says the error holds (seconds).
+        self.lifetime = lifetime
+
+
+class PmpUnsupportedVersion(PmpError):
+    """The gateway does not speak this version (a NAT-PMP-only gateway asked in PCP)."""
+
+
+class PmpNotAuthorized(PmpError, MappingRefused):
+    """The gateway refuses to map for this client (NOT_AUTHORIZED)."""
+
+
+class PmpAddressMismatch(PmpError):
+    """PCP ADDRESS_MISMATCH: the gateway saw another source address (a NAT is in between)."""
+
+
+class PmpNoResources(PmpError, MappingFailed):
+    """The gateway has no free port or the client is over its quota."""
 
 
 class UPnPError(IGDError):

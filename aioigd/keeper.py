@@ -346,6 +346,13 @@ class Keeper(Generic[T]):
             kept.lifecycle.released(asyncio.get_running_loop().time())
             self._deliver(kept)
 
+    def retry_all_now(self) -> None:
+        """Make every kept subject due at once (the gateway lost them all)."""
+        now = asyncio.get_running_loop().time()
+        for kept in self._kept:
+            kept.lifecycle.retry_now(now)
+        self._wake.set()
+
     # -- the task ---------------------------------------------------------------
     def _start(self) -> None:
         if self._kept and (self._task is None or self._task.done()):

@@ -227,6 +227,8 @@ class Mapping:
     #: The external port that was asked for (0: not recorded); differs from
     #: ``external_port`` when it was taken and another one was mapped.
     wanted_port: int = field(default=0, compare=False)
+    #: What holds it: ``"upnp"`` (IGD port mapping), ``"pcp"`` or ``"natpmp"``.
+    mechanism: str = "upnp"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict with snake_case keys named after the fields."""
@@ -241,6 +243,7 @@ class Mapping:
             "gateway": self.gateway,
             "permanent_only": self.permanent_only,
             "wanted_port": self.wanted_port or self.external_port,
+            "mechanism": self.mechanism,
         }
 
 

@@ -28,6 +28,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
+from .anymapper import (
+    DEFAULT_PROTOCOLS,
+    Candidate,
+    LayerMapper,
+    MappingProtocol,
+    Probe,
+    map_first,
+    parse_protocols,
+    probe,
+)
 from .discovery import SearchOptions, discover
 from .errors import IGDError
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
@@ -35,6 +45,7 @@ from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
 from .models import Mapping, Protocol, is_global_address
+from .netutil import default_gateways
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
@@ -45,8 +56,8 @@ log = logging.getLogger("aioigd")
 
 MAX_LAYERS = 4
 
-#: A traced hop's address and the IGD found there (None where nothing answered).
-_Probe = tuple[str | None, Gateway | None]
+#: A traced hop's address and what answered there (None where no hop answered).
+_Hop = tuple[str | None, Probe | None]
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ class LayerEvent:
 @dataclass
 class _State:
     #: One per layer whose gateway was found (a failed layer's too, to close it).
-    mappers: list[PortMapper] = field(default_factory=list)
+    mappers: list[LayerMapper] = field(default_factory=list)
     kept: list[KeptMapping] = field(default_factory=list)
     complete: bool = True
     stopped_at: int | None = None
@@ -141,6 +152,9 @@ class MultiLayerMapper:
         check_interval: seconds between checks of each layer between renewals.
         timeout: seconds to wait for each layer's gateway to answer.
         http_timeout: per-request timeout.
+        protocols: what each layer may be mapped with, most preferred first
+            (``"upnp"``, ``"pcp"``, ``"natpmp"``); every layer is asked in all of
+            them at once and mapped with the first that maps.
     """
 
     def __init__(
@@ -160,6 +174,7 @@ class MultiLayerMapper:
         http_timeout: float = 5.0,
         rediscovery: SearchOptions | None = None,
         check_interval: float | None = DEFAULT_CHECK_INTERVAL,
+        protocols: Sequence[MappingProtocol] | str = DEFAULT_PROTOCOLS,
     ) -> None:
         if layers != "auto" and not (isinstance(layers, int) and 1 <= layers <= MAX_LAYERS):
             raise ValueError(f"layers must be 'auto' or 1..{MAX_LAYERS}, not {layers!r}")
@@ -179,9 +194,10 @@ class MultiLayerMapper:
         self.http_timeout = http_timeout
         self.rediscovery = rediscovery
         self.check_interval = check_interval
+        self.protocols = parse_protocols(protocols)
         self.result: LayeredMapping | None = None
         self._state = _State()
-        self._probes: list[asyncio.Task[_Probe]] | None = None
+        self._probes: list[asyncio.Task[_Hop]] | None = None
         self._hub: EventHub[LayerEvent] = EventHub()
         self._watcher: asyncio.Task[None] | None = None
         self._following = False
@@ -196,7 +212,7 @@ class MultiLayerMapper:
     async def _from_hint(self, hint: str) -> Gateway:
         if hint.startswith(("http://", "https://")):
             return await Gateway.from_location(hint, timeout=self.http_timeout)
-        host, _, port = hint.rpartition(":") if hint.count(":") == 1 else (hint, "", "")
+        host, port = _split_hint(hint)
         gw = await discover(
             SearchOptions(
                 timeout=self.timeout,
@@ -206,57 +222,87 @@ class MultiLayerMapper:
                 http_timeout=self.http_timeout,
             )
         )
-        self._found_at[gw] = (host, int(port) if port.isdigit() else SSDP_PORT)
+        self._found_at[gw] = (host, port)
         return gw
 
-    async def _first_gateway(self) -> Gateway:
+    async def _ask(self, host: str | None, upnp: Any) -> Probe:
+        return await probe(
+            host,
+            protocols=self.protocols,
+            upnp=upnp if "upnp" in self.protocols else None,
+            timeout=self.timeout,
+        )
+
+    async def _probe_hint(self, hint: str) -> Probe:
+        if hint.startswith(("http://", "https://")):
+            found = Probe(None)
+            try:
+                gw = await self._from_hint(hint)
+            except IGDError as exc:
+                found.failures["upnp"] = str(exc)
+            else:
+                found.candidates.append(Candidate("upnp", gw.host, gateway=gw))
+            return found
+        host, _ = _split_hint(hint)
+        return await self._ask(host, lambda: self._from_hint(hint))
+
+    async def _first_layer(self) -> Probe:
         hint = self._hint(1)
         if hint:
-            return await self._from_hint(hint)
-        return await discover(self.search or SearchOptions(http_timeout=self.http_timeout))
+            return await self._probe_hint(hint)
+        defaults = default_gateways()
+        search = self.search or SearchOptions(http_timeout=self.http_timeout)
+        return await self._ask(defaults[0] if defaults else None, lambda: discover(search))
 
-    def _start_probes(self, target: str) -> list[asyncio.Task[_Probe]]:
-        """One task per TTL: find that hop, then ask it for an IGD — all at once, and
-        each hop's SSDP search starts as soon as that hop answers."""
+    def _start_probes(self, target: str) -> list[asyncio.Task[_Hop]]:
+        """One task per TTL: find that hop, then ask it in every protocol — all at once,
+        and each hop is asked as soon as it answers."""
         check_target(target)
         return [
             asyncio.create_task(self._probe(target, ttl)) for ttl in range(1, self.max_layers + 2)
         ]
 
-    async def _probe(self, target: str, ttl: int) -> _Probe:
+    async def _probe(self, target: str, ttl: int) -> _Hop:
         hop = await probe_hop(target, ttl)
         if hop is None or hop.reached_target:
             return None, None
-        try:
-            return hop.address, await self._from_hint(f"{hop.address}:{SSDP_PORT}")
-        except IGDError:
-            return hop.address, None
+        return hop.address, await self._ask(
+            hop.address, lambda: self._from_hint(f"{hop.address}:{SSDP_PORT}")
+        )
 
-    async def _next_gateway(self, layer: int) -> Gateway:
-        """Find layer ``layer``'s IGD: the caller's hint, else the nearest answering hop."""
+    def _is_mapped_host(self, host: str, found: Probe) -> bool:
+        udns = {c.gateway.udn for c in found.candidates if c.gateway is not None and c.gateway.udn}
+        for mapper in self._state.mappers:
+            if _host_of(mapper) == host:
+                return True
+            if isinstance(mapper, PortMapper) and mapper.gateway.udn in udns:
+                return True
+        return False
+
+    async def _next_layer(self, layer: int) -> Probe:
+        """What answers for layer ``layer``: the caller's hint, else the nearest
+        answering hop."""
         hint = self._hint(layer)
         if hint:
-            return await self._from_hint(hint)
+            return await self._probe_hint(hint)
         if self.probe_target is None:
             raise IGDError(f"no gateway given for layer {layer} and tracing is off")
         if self._probes is None:
             self._probes = self._start_probes(self.probe_target)
         tried: list[str] = []
-        # Nearest hop first: a farther IGD must not be mistaken for this layer's.
+        # Nearest hop first: a farther gateway must not be mistaken for this layer's.
         for task in list(self._probes):
-            host, gw = await task
-            if host is None:
+            host, found = await task
+            if host is None or found is None:
                 continue
-            if gw is None or any(
-                g.host == host or (gw.udn and g.udn == gw.udn) for g in self.gateways
-            ):
-                tried.append(host)
+            if not found.candidates or self._is_mapped_host(host, found):
+                tried.append(f"{host} ({found.why_not()})" if not found.candidates else host)
                 continue
             self._probes.remove(task)  # it is ours now; the rest are closed after map()
-            return gw
+            return found
         if not tried:
             raise IGDError(f"traceroute towards {self.probe_target} found no further router")
-        raise IGDError(f"no further IGD answered (hops tried: {', '.join(tried)})")
+        raise IGDError(f"no further gateway answered (hops tried: {', '.join(tried)})")
 
     async def _close_probes(self) -> None:
         probes, self._probes = self._probes or [], None
@@ -264,9 +310,9 @@ class MultiLayerMapper:
             task.cancel()
         for task in probes:
             with contextlib.suppress(BaseException):
-                _, gw = await task
-                if gw is not None:
-                    await gw.close()
+                _, found = await task
+                if found is not None:
+                    await found.aclose()
 
     # -- mapping ---------------------------------------------------------------
     def _keep_climbing(self, layer: int, mapping: Mapping) -> bool:
@@ -276,9 +322,9 @@ class MultiLayerMapper:
             return not is_global_address(mapping.external_ip)
         return True
 
-    def _mapper(self, gw: Gateway, layer: int) -> PortMapper:
+    def _rediscovery(self, gw: Gateway | None, layer: int) -> SearchOptions | None:
         rediscovery = self.rediscovery if layer == 1 else None
-        found_at = self._found_at.get(gw)
+        found_at = self._found_at.get(gw) if gw is not None else None
         if rediscovery is None and found_at is not None:
             rediscovery = SearchOptions(
                 timeout=self.timeout,
@@ -287,11 +333,34 @@ class MultiLayerMapper:
                 unicast=[found_at],
                 http_timeout=self.http_timeout,
             )
-        mapper = PortMapper(
-            gw, rediscovery=rediscovery, check_interval=self.check_interval, own_gateway=True
+        return rediscovery
+
+    async def _map_layer(
+        self, found: Probe, layer: int, internal_port: int, internal_client: str | None
+    ) -> KeptMapping:
+        """Map at the first protocol of ``found`` that maps; the mapper joins the layers
+        (also when it fails, so close() sees it)."""
+        rediscovery = self._rediscovery(
+            found.candidates[0].gateway if found.candidates else None, layer
+        )
+
+        async def keep(mapper: LayerMapper) -> KeptMapping:
+            external = internal_port if layer > 1 else None
+            return await mapper.keep(
+                internal_port,
+                external,
+                self.protocol,
+                lease=self.lease,
+                description=self.description,
+                internal_client=internal_client,
+            )
+
+        mapper, kept = await map_first(
+            found, keep, check_interval=self.check_interval, rediscovery=rediscovery
         )
         self._state.mappers.append(mapper)
-        return mapper
+        log.info("layer %d mapped with %s at %s", layer, kept.current.mechanism, _host_of(mapper))
+        return kept
 
     async def map(self) -> LayeredMapping:
         """Map every layer; returns a complete or partial :class:`LayeredMapping`.
@@ -310,15 +379,10 @@ class MultiLayerMapper:
             # for layer 1's address: a host behind one router sends no probes at all.)
             self._probes = self._start_probes(target)
         try:
-            mapper = self._mapper(await self._first_gateway(), 1)
-            kept = await mapper.keep(
-                self.internal_port,
-                None,
-                self.protocol,
-                lease=self.lease,
-                description=self.description,
-                internal_client=self.internal_client,
-            )
+            first = await self._first_layer()
+            if not first.candidates:
+                raise IGDError(f"no gateway answered for layer 1: {first.why_not()}")
+            kept = await self._map_layer(first, 1, self.internal_port, self.internal_client)
             state.kept.append(kept)
             layer = 1
             while self._keep_climbing(layer, kept.current):
@@ -327,21 +391,16 @@ class MultiLayerMapper:
                 if below.external_ip is None:
                     return self._finish(layer, f"layer {layer - 1} reports no external address")
                 try:
-                    gw = await self._next_gateway(layer)
+                    found = await self._next_layer(layer)
                 except IGDError as exc:
                     return self._finish(layer, f"no gateway found: {exc}")
-                mapper = self._mapper(gw, layer)
+                host = found.host or (found.candidates[0].host if found.candidates else "?")
                 try:
-                    kept = await mapper.keep(
-                        below.external_port,
-                        below.external_port,
-                        self.protocol,
-                        lease=self.lease,
-                        description=self.description,
-                        internal_client=below.external_ip,
+                    kept = await self._map_layer(
+                        found, layer, below.external_port, below.external_ip
                     )
                 except IGDError as exc:
-                    return self._finish(layer, f"mapping at {gw.host} failed: {exc}")
+                    return self._finish(layer, f"mapping at {host} failed: {exc}")
                 state.kept.append(kept)
             return self._finish()
         except BaseException:
@@ -430,7 +489,7 @@ class MultiLayerMapper:
                 log.warning("layer %d could not be mapped again: %s", layer + 1, exc)
                 del st.kept[layer:]
                 st.complete, st.stopped_at = False, layer + 1
-                st.reason = f"re-mapping at {mapper.gateway.host} failed: {exc}"
+                st.reason = f"re-mapping at {_host_of(mapper)} failed: {exc}"
                 self._update_result()
                 return
             st.kept[layer] = kept
@@ -441,8 +500,13 @@ class MultiLayerMapper:
 
     @property
     def gateways(self) -> list[Gateway]:
-        """The gateway of each mapped layer (and of a failed one), inside out."""
-        return [m.gateway for m in self._state.mappers]
+        """The UPnP gateway of each layer mapped with UPnP, inside out."""
+        return [m.gateway for m in self._state.mappers if isinstance(m, PortMapper)]
+
+    @property
+    def mappers(self) -> list[LayerMapper]:
+        """Each mapped layer's mapper (UPnP, PCP or NAT-PMP), inside out."""
+        return list(self._state.mappers)
 
     @property
     def kept(self) -> list[KeptMapping]:
@@ -488,3 +552,12 @@ class MultiLayerMapper:
         tb: TracebackType | None,
     ) -> None:
         warn_leftovers(await self.release())
+
+
+def _split_hint(hint: str) -> tuple[str, int]:
+    host, _, port = hint.rpartition(":") if hint.count(":") == 1 else (hint, "", "")
+    return host, int(port) if port.isdigit() else SSDP_PORT
+
+
+def _host_of(mapper: LayerMapper) -> str:
+    return mapper.gateway.host if isinstance(mapper, PortMapper) else mapper.host

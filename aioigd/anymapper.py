@@ -1,0 +1,268 @@
+"""Which protocol maps at a gateway: UPnP IGD, PCP and NAT-PMP asked at once.
+
+:func:`probe` sends an SSDP search, a PCP ANNOUNCE and a NAT-PMP external
+address request together and returns what answered, in the caller's order of
+preference (``protocols``, default upnp, pcp, natpmp). It does not wait for a
+slow preferred protocol for ever: once any protocol has answered, the ones
+preferred to it get ``prefer_window`` seconds more. :func:`map_first` then maps
+with each answering protocol in turn until one maps. A gateway is never asked
+for the same mapping twice: the next protocol is tried only after a definite
+refusal, never after a timeout (the first request may have created it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+from .discovery import SearchOptions
+from .errors import IGDConnectionError, IGDError, IGDTimeoutError, NetworkPolicyError
+from .gateway import Gateway
+from .mapper import PortMapper
+from .pmp import Mechanism, PmpClient, client_for
+from .pmpmapper import PmpMapper
+
+__all__ = [
+    "MappingProtocol",
+    "DEFAULT_PROTOCOLS",
+    "LayerMapper",
+    "Candidate",
+    "Probe",
+    "probe",
+    "map_first",
+    "parse_protocols",
+    "PREFER_WINDOW",
+]
+
+log = logging.getLogger("aioigd")
+
+MappingProtocol = Literal["upnp", "pcp", "natpmp"]
+DEFAULT_PROTOCOLS: tuple[MappingProtocol, ...] = ("upnp", "pcp", "natpmp")
+#: Seconds a preferred protocol may still answer after a less preferred one did.
+PREFER_WINDOW = 0.3
+LayerMapper = PortMapper | PmpMapper
+T = TypeVar("T")
+
+
+def parse_protocols(value: str | Sequence[str]) -> tuple[MappingProtocol, ...]:
+    """``"upnp,pcp"`` or ``["pcp"]`` → a checked tuple without repeats."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[MappingProtocol] = []
+    for raw in items:
+        name = raw.strip().lower().replace("-", "")
+        if name not in DEFAULT_PROTOCOLS:
+            raise ValueError(f"unknown mapping protocol {raw!r} (use upnp, pcp, natpmp)")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError("no mapping protocol given")
+    return tuple(out)
+
+
+@dataclass
+class Candidate:
+    """A gateway that answered in one protocol: a UPnP :class:`Gateway` or a PCP /
+    NAT-PMP client, not yet used."""
+
+    protocol: MappingProtocol
+    host: str
+    gateway: Gateway | None = None
+    client: PmpClient | None = None
+
+    def mapper(
+        self,
+        *,
+        check_interval: float | None,
+        rediscovery: SearchOptions | None = None,
+    ) -> LayerMapper:
+        """A mapper that owns this candidate's gateway or client."""
+        if self.gateway is not None:
+            return PortMapper(
+                self.gateway,
+                rediscovery=rediscovery,
+                check_interval=check_interval,
+                own_gateway=True,
+            )
+        assert self.client is not None
+        return PmpMapper(self.client, check_interval=check_interval)
+
+    async def aclose(self) -> None:
+        """Close what this candidate holds (when it is not used)."""
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.client is not None:
+            await self.client.close()
+
+
+@dataclass
+class Probe:
+    """What one gateway address answered: the usable candidates in order of
+    preference, and why each other protocol did not qualify."""
+
+    host: str | None
+    candidates: list[Candidate] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def speaks(self) -> list[str]:
+        """The protocols that answered, in order of preference."""
+        return [c.protocol for c in self.candidates]
+
+    def why_not(self) -> str:
+        """``upnp: no answer; pcp: ...`` for an error message."""
+        return "; ".join(f"{p}: {why}" for p, why in self.failures.items()) or "nothing asked"
+
+    async def aclose(self) -> None:
+        """Close every candidate."""
+        for c in self.candidates:
+            await c.aclose()
+        self.candidates.clear()
+
+
+async def _ask_pmp(mechanism: Mechanism, host: str, timeout: float) -> Candidate:
+    client = client_for(mechanism, host)
+    try:
+        await client.probe(timeout=timeout)
+    except BaseException:
+        await client.close()
+        raise
+    return Candidate(mechanism, host, client=client)
+
+
+async def probe(
+    host: str | None,
+    *,
+    protocols: Sequence[MappingProtocol] = DEFAULT_PROTOCOLS,
+    upnp: Callable[[], Awaitable[Gateway]] | None = None,
+    timeout: float = 2.0,
+    prefer_window: float = PREFER_WINDOW,
+) -> Probe:
+    """Ask ``host`` in every protocol at once.
+
+    Args:
+        host: the gateway's address for PCP / NAT-PMP (``None``: only UPnP).
+        protocols: which to ask, most preferred first.
+        upnp: how to find the UPnP gateway (a search); ``None`` skips UPnP.
+        timeout: seconds each protocol may take.
+        prefer_window: see the module docstring.
+    """
+    result = Probe(host)
+    jobs: dict[MappingProtocol, asyncio.Task[Candidate]] = {}
+
+    async def ask_upnp() -> Candidate:
+        assert upnp is not None
+        async with asyncio.timeout(timeout):
+            gw = await upnp()
+        return Candidate("upnp", gw.host, gateway=gw)
+
+    for proto in protocols:
+        if proto == "upnp":
+            if upnp is not None:
+                jobs[proto] = asyncio.create_task(ask_upnp())
+        elif host is not None:
+            jobs[proto] = asyncio.create_task(_ask_pmp(proto, host, timeout))
+        else:
+            result.failures[proto] = "no gateway address to ask"
+    order = [p for p in protocols if p in jobs]
+    window_ends: float | None = None
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            answered = [p for p in order if jobs[p].done() and _ok(jobs[p])]
+            if answered:
+                best = answered[0]
+                preferred = order[: order.index(best)]
+                if all(jobs[p].done() for p in preferred):
+                    break
+                if window_ends is None:
+                    window_ends = loop.time() + prefer_window
+            pending = [t for t in jobs.values() if not t.done()]
+            if not pending:
+                break
+            wait = None if window_ends is None else max(0.0, window_ends - loop.time())
+            if wait == 0.0:
+                break
+            await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in jobs.values():
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*jobs.values(), return_exceptions=True)
+    for proto in order:
+        task = jobs[proto]
+        if task.cancelled():
+            result.failures[proto] = "no answer in time"
+        elif (exc := task.exception()) is not None:
+            result.failures[proto] = _reason(exc)
+        else:
+            result.candidates.append(task.result())
+    log.debug(
+        "gateway %s speaks %s (%s)",
+        host or "(search)",
+        result.speaks or "nothing",
+        result.why_not(),
+    )
+    return result
+
+
+def _ok(task: asyncio.Task[Candidate]) -> bool:
+    return not task.cancelled() and task.exception() is None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | IGDTimeoutError):
+        return "no answer"
+    if isinstance(exc, IGDConnectionError | ConnectionError):
+        return f"unreachable ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _definite(exc: IGDError) -> bool:
+    """A refusal that proves nothing was created (so another protocol may be asked)."""
+    return not isinstance(exc, IGDConnectionError | NetworkPolicyError)
+
+
+async def map_first(
+    found: Probe,
+    do_map: Callable[[LayerMapper], Awaitable[T]],
+    *,
+    check_interval: float | None,
+    rediscovery: SearchOptions | None = None,
+) -> tuple[LayerMapper, T]:
+    """Map with the first candidate of ``found`` that maps (see the module docstring).
+
+    The mapper that mapped is returned (it owns its gateway or client); every other
+    candidate is closed. Raises the last error when none mapped.
+    """
+    errors: list[str] = []
+    try:
+        while found.candidates:
+            candidate = found.candidates.pop(0)
+            mapper = candidate.mapper(check_interval=check_interval, rediscovery=rediscovery)
+            try:
+                mapping = await do_map(mapper)
+            except IGDError as exc:
+                errors.append(f"{candidate.protocol}: {exc}")
+                with contextlib.suppress(IGDError):
+                    await mapper.close()
+                if not _definite(exc) or not found.candidates:
+                    raise
+                log.info(
+                    "%s did not map at %s (%s); trying %s",
+                    candidate.protocol,
+                    candidate.host,
+                    exc,
+                    found.candidates[0].protocol,
+                )
+                continue
+            except BaseException:
+                await mapper.close()
+                raise
+            return mapper, mapping
+        raise IGDError(f"no protocol answered at {found.host or 'the gateway'}: {found.why_not()}")
+    finally:
+        await found.aclose()

@@ -1,0 +1,391 @@
+"""PmpMapper: port mappings through PCP or NAT-PMP, kept alive by the same keeper as UPnP's.
+
+It has :class:`~aioigd.PortMapper`'s shape (``map_port``, ``keep``, ``mapped``,
+``release``, ``close``, ``events``), so :class:`~aioigd.MultiLayerMapper` can
+use either at any layer. The mapping is for ``internal_client`` — the source
+address the gateway sees: this host at the first layer, the lower NAT's
+external address above it — and its internal port.
+
+Renewals are MAP requests with the same nonce (the gateway returns the same
+mapping, or creates it again after a restart). Every answer's epoch is
+checked; when one shows that the gateway lost its state, every mapping kept
+on it is renewed at once and reported ``recovered``.
+
+The nonce is derived from (client address, protocol, internal port) and a
+secret (default: a fixed one), so that another aioigd process — a later
+``aioigd delete`` — can renew or delete the mapping; like UPnP IGD, that lets
+any host able to send from the client's address do the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import replace
+from types import TracebackType
+
+from .errors import PmpNotAuthorized
+from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE
+from .keeper import (
+    CLEANUP_TIMEOUT,
+    EventHub,
+    EventIterator,
+    Keeper,
+    Kept,
+    Leftover,
+    Outcome,
+    warn_leftovers,
+)
+from .lifecycle import Action, Event, State, effective_lease
+from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping
+from .models import Mapping, Protocol
+from .pmp import BACKGROUND_TIMEOUT, FOREGROUND_TIMEOUT, PmpClient
+from .proto import pcp
+
+__all__ = ["PmpMapper", "PERMANENT_LIFETIME", "derive_nonce"]
+
+log = logging.getLogger("aioigd")
+
+#: What is asked for when a permanent mapping (lease 0) is wanted: PCP and NAT-PMP
+#: have no permanent mappings (lifetime 0 deletes), so a day, renewed.
+PERMANENT_LIFETIME = 86400
+_DEFAULT_SECRET = b"aioigd PCP nonce v1"
+
+
+def derive_nonce(secret: bytes, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
+    """The 12-byte PCP nonce for one internal endpoint."""
+    message = f"{client_ip}|{protocol.value}|{internal_port}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()[: pcp.NONCE_SIZE]
+
+
+class PmpMapper:
+    """Creates and keeps port mappings on one PCP or NAT-PMP gateway.
+
+    Args:
+        client: the gateway's client (opened on first use; closed by :meth:`close`
+            unless ``own_client`` is False).
+        check_interval: seconds between checks between renewals (``None``: only renew).
+        secret: mixed into the mapping nonces (default: a fixed one, see above).
+        timeout: seconds a foreground request (map, delete) waits for an answer.
+    """
+
+    def __init__(
+        self,
+        client: PmpClient,
+        *,
+        check_interval: float | None = DEFAULT_CHECK_INTERVAL,
+        own_client: bool = True,
+        secret: bytes = _DEFAULT_SECRET,
+        timeout: float = FOREGROUND_TIMEOUT,
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self._own = own_client
+        self._secret = secret
+        self._closed = False
+        self._restarts_seen = client.restarts
+        self._hub: EventHub[Event[Mapping]] = EventHub()
+        self._keeper: Keeper[Mapping] = Keeper(
+            self,
+            name=f"aioigd-{client.mechanism}-{client.host}",
+            check_interval=check_interval,
+            hub=self._hub,
+        )
+
+    @property
+    def mechanism(self) -> str:
+        """``"pcp"`` or ``"natpmp"``."""
+        return self.client.mechanism
+
+    @property
+    def host(self) -> str:
+        """The gateway's address."""
+        return self.client.host
+
+    # -- Backend (for the keeper) -------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self.client.location
+
+    def endpoint(self, subject: Mapping) -> Hashable:
+        return (subject.external_ip, subject.external_port)
+
+    def describe(self, subject: Mapping) -> str:
+        return (
+            f"{subject.mechanism} {subject.protocol.value} {subject.external_ip or '?'}:"
+            f"{subject.external_port} -> {subject.internal_client}:{subject.internal_port}"
+        )
+
+    def _nonce(self, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
+        return derive_nonce(self._secret, client_ip, protocol, internal_port)
+
+    async def _map(
+        self,
+        internal_port: int,
+        external_port: int | None,
+        protocol: Protocol | str,
+        *,
+        lease: int,
+        description: str,
+        internal_client: str | None,
+        strict: bool,
+        background: bool = False,
+    ) -> tuple[Mapping, int]:
+        if self._closed:
+            raise RuntimeError("this PmpMapper is closed")
+        if not 1 <= internal_port <= 65535:
+            raise ValueError(f"internal port must be 1..65535, not {internal_port}")
+        proto = Protocol.parse(protocol)
+        await self.client.open()
+        client_ip = internal_client or self.client.local_address
+        wanted = internal_port if external_port is None else external_port
+        requested = lease if lease > 0 else PERMANENT_LIFETIME
+        grant = await self.client.map(
+            proto,
+            internal_port,
+            lifetime=requested,
+            nonce=self._nonce(client_ip, proto, internal_port),
+            suggested_port=wanted,
+            client_ip=client_ip,
+            prefer_failure=strict,
+            timeout=BACKGROUND_TIMEOUT if background else self.timeout,
+            background=background,
+        )
+        mapping = Mapping(
+            external_ip=grant.external_ip,
+            external_port=grant.external_port,
+            internal_client=client_ip,
+            internal_port=internal_port,
+            protocol=proto,
+            lease=effective_lease(requested, grant.lifetime),
+            description=description,
+            gateway=self.client.location,
+            wanted_port=wanted,
+            mechanism=self.client.mechanism,
+        )
+        log.debug("%s granted %s for %d s", self.mechanism, self.describe(mapping), grant.lifetime)
+        return mapping, grant.lifetime
+
+    async def map_port(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+    ) -> Mapping:
+        """Map once (not renewed: it ends with its lifetime); see :meth:`PortMapper.map_port`.
+
+        ``lease`` 0 asks for :data:`PERMANENT_LIFETIME` (these protocols have no
+        permanent mappings). ``strict`` sends PREFER_FAILURE (PCP) or gives back a
+        different port (NAT-PMP) and raises :class:`PortInUse`.
+        """
+        mapping, _ = await self._map(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+        return mapping
+
+    async def keep(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+    ) -> KeptMapping:
+        """Map like :meth:`map_port`, then keep the mapping alive until released."""
+        mapping, granted = await self._map(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+        for old in self._keeper.kept():
+            if self._same(old.current, mapping):
+                self._keeper.forget(old)  # the same mapping again: keep one
+        kept = self._keeper.keep(
+            mapping,
+            requested_lease=lease if lease > 0 else PERMANENT_LIFETIME,
+            granted_lease=granted,
+            strict=strict,
+            cls=KeptMapping,
+        )
+        assert isinstance(kept, KeptMapping)
+        return kept
+
+    @staticmethod
+    def _same(a: Mapping, b: Mapping) -> bool:
+        return (a.protocol, a.internal_client, a.internal_port) == (
+            b.protocol,
+            b.internal_client,
+            b.internal_port,
+        )
+
+    async def refresh(self, kept: Kept[Mapping], action: Action) -> Outcome[Mapping]:
+        """Renew (a check is a renewal too: one datagram each way) with the same nonce."""
+        del action
+        m = kept.current
+        mapping, granted = await self._map(
+            m.internal_port,
+            m.external_port,
+            m.protocol,
+            lease=kept.requested_lease,
+            description=m.description,
+            internal_client=m.internal_client,
+            strict=kept.strict,
+            background=True,
+        )
+        recreated = self.client.restarts != self._restarts_seen
+        if recreated:
+            self._restarts_seen = self.client.restarts
+            self._keeper.retry_all_now()  # the others are gone too
+        elif kept.state is State.LOST:
+            recreated = True
+        if mapping.external_port != m.external_port:
+            log.info(
+                "%s moved %s port %d to %d",
+                self.mechanism,
+                m.protocol.value,
+                m.external_port,
+                mapping.external_port,
+            )
+        return Outcome(replace(mapping, wanted_port=m.wanted_port), granted, recreated=recreated)
+
+    async def remove(self, subject: Mapping, *, verify: bool = False) -> None:
+        """Delete one of our mappings (lifetime 0, same nonce); a mapping the gateway
+        says is not ours (NOT_AUTHORIZED: another nonce) is left alone."""
+        try:
+            await self.client.map(
+                subject.protocol,
+                subject.internal_port,
+                lifetime=0,
+                nonce=self._nonce(subject.internal_client, subject.protocol, subject.internal_port),
+                client_ip=subject.internal_client,
+                timeout=self.timeout,
+            )
+        except PmpNotAuthorized:
+            if not verify:
+                raise
+
+    async def delete(
+        self,
+        internal_port: int,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        internal_client: str | None = None,
+    ) -> None:
+        """Delete the mapping of ``internal_port`` made by aioigd (this or another
+        process) for ``internal_client`` (default: this host)."""
+        proto = Protocol.parse(protocol)
+        await self.client.open()
+        client_ip = internal_client or self.client.local_address
+        await self.client.map(
+            proto,
+            internal_port,
+            lifetime=0,
+            nonce=self._nonce(client_ip, proto, internal_port),
+            client_ip=client_ip,
+            timeout=self.timeout,
+        )
+
+    async def reconnect(self) -> bool:
+        # A PCP/NAT-PMP gateway is an address: nothing to look for; retries follow the
+        # lifecycle's schedule.
+        return False
+
+    # -- the application's view ------------------------------------------------
+    def kept(self) -> list[KeptMapping]:
+        """The mappings being kept, in creation order."""
+        return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
+
+    def active(self) -> list[Mapping]:
+        """The kept mappings' current values."""
+        return [k.current for k in self._keeper.kept()]
+
+    def events(self) -> EventIterator[Event[Mapping]]:
+        """Events of every mapping kept from now on, until :meth:`close`."""
+        return self._hub.subscribe()
+
+    async def release(
+        self, mapping: Kept[Mapping] | Mapping, *, timeout: float = CLEANUP_TIMEOUT
+    ) -> None:
+        """Stop keeping ``mapping`` and delete it (within ``timeout`` seconds)."""
+        if isinstance(mapping, Kept):
+            leftover = await self._keeper.release(mapping, timeout=timeout)
+        else:
+            kept = next((k for k in self._keeper.kept() if self._same(k.current, mapping)), None)
+            if kept is not None:
+                leftover = await self._keeper.release(kept, timeout=timeout)
+            else:
+                leftover = await self._keeper.delete(mapping, timeout=timeout, verify=True)
+        if leftover is not None:
+            raise leftover.error
+
+    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+        """Stop keeping; delete every kept mapping unless ``release=False``.
+
+        Never raises for a gateway that is gone: what could not be deleted is returned.
+        """
+        self._closed = True
+        try:
+            return await self._keeper.close(release=release)
+        finally:
+            self._hub.close()
+            if self._own:
+                await self.client.close()
+
+    @contextlib.asynccontextmanager
+    async def mapped(
+        self,
+        internal_port: int,
+        external_port: int | None = None,
+        protocol: Protocol | str = Protocol.TCP,
+        *,
+        lease: int = DEFAULT_LEASE,
+        description: str = DEFAULT_DESCRIPTION,
+        internal_client: str | None = None,
+        strict: bool = False,
+    ) -> AsyncIterator[KeptMapping]:
+        """Map on enter, keep alive inside, delete on exit, error or cancellation."""
+        kept = await self.keep(
+            internal_port,
+            external_port,
+            protocol,
+            lease=lease,
+            description=description,
+            internal_client=internal_client,
+            strict=strict,
+        )
+        try:
+            yield kept
+        finally:
+            warn_leftovers([await self._keeper.release(kept)])
+
+    async def __aenter__(self) -> PmpMapper:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        warn_leftovers(await self.close())
