@@ -20,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from .discovery import SearchOptions
-from .errors import IGDConnectionError, IGDError, IGDTimeoutError, NetworkPolicyError
+from .errors import (
+    IGDConnectionError,
+    IGDError,
+    IGDTimeoutError,
+    MappingRefused,
+    NetworkPolicyError,
+    PortInUse,
+)
 from .gateway import Gateway
 from .mapper import PortMapper
 from .pmp import Mechanism, PmpClient, client_for
@@ -43,7 +50,7 @@ log = logging.getLogger("aioigd")
 MappingProtocol = Literal["upnp", "pcp", "natpmp"]
 DEFAULT_PROTOCOLS: tuple[MappingProtocol, ...] = ("upnp", "pcp", "natpmp")
 #: Seconds a preferred protocol may still answer after a less preferred one did.
-PREFER_WINDOW = 0.3
+PREFER_WINDOW = 0.5
 LayerMapper = PortMapper | PmpMapper
 T = TypeVar("T")
 
@@ -140,6 +147,7 @@ async def probe(
     upnp: Callable[[], Awaitable[Gateway]] | None = None,
     timeout: float = 2.0,
     prefer_window: float = PREFER_WINDOW,
+    wait_all: bool = False,
 ) -> Probe:
     """Ask ``host`` in every protocol at once.
 
@@ -149,6 +157,8 @@ async def probe(
         upnp: how to find the UPnP gateway (a search); ``None`` skips UPnP.
         timeout: seconds each protocol may take.
         prefer_window: see the module docstring.
+        wait_all: wait for every protocol's answer (to list what the gateway
+            speaks) instead of stopping at the most preferred one that answered.
     """
     result = Probe(host)
     jobs: dict[MappingProtocol, asyncio.Task[Candidate]] = {}
@@ -173,7 +183,7 @@ async def probe(
     try:
         while True:
             answered = [p for p in order if jobs[p].done() and _ok(jobs[p])]
-            if answered:
+            if answered and not wait_all:
                 best = answered[0]
                 preferred = order[: order.index(best)]
                 if all(jobs[p].done() for p in preferred):
@@ -222,8 +232,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _definite(exc: IGDError) -> bool:
-    """A refusal that proves nothing was created (so another protocol may be asked)."""
-    return not isinstance(exc, IGDConnectionError | NetworkPolicyError)
+    """A refusal that proves nothing was created and that another protocol might not
+    get: not a timeout (it may have been created), not a port conflict or a refusal
+    of this client (UPnP, PCP and NAT-PMP share one table and one policy)."""
+    return not isinstance(exc, IGDConnectionError | NetworkPolicyError | PortInUse | MappingRefused)
 
 
 async def map_first(

@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 CLIENT_IP = "192.168.1.2"
+#: A miniupnpd DNAT rule: ``iif "wan" @nh,72,8 0x6 th dport 7000 dnat ip to 192.168.1.2:7000``
+#: (0x6 TCP, 0x11 UDP: the IPv4 header's protocol byte).
+_DNAT_RULE = re.compile(r"@nh,72,8 (0x6|0x11) th dport (\d+) dnat ip to ([\d.]+):(\d+)")
 OUTSIDE_IP = "33.0.0.2"
 HTTP_PORT = 5000
 MAX_LAYERS = 4
@@ -277,6 +280,22 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
+def _is_miniupnpd(pid: int) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/exe").endswith("/miniupnpd")
+    except OSError:
+        return False
+
+
+def _udp_bound(pid: int, port: int) -> bool:
+    """True when the network namespace of ``pid`` has an IPv4 UDP socket on ``port``."""
+    try:
+        lines = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f[1].endswith(f":{port:04X}") for f in (ln.split() for ln in lines))
+
+
 def _udp6_bound(pid: int, port: int) -> bool:
     """True when the network namespace of ``pid`` has an IPv6 UDP socket on ``port``."""
     try:
@@ -313,6 +332,7 @@ class Lab:
         ipv6: bool = False,
         lan6_prefix: str = LAN6_PREFIX,
         wan6_prefix: str = WAN6_PREFIX,
+        upnp_off: tuple[int, ...] = (),
     ) -> None:
         if not 1 <= layers <= MAX_LAYERS:
             raise ValueError(f"layers must be 1..{MAX_LAYERS}, got {layers}")
@@ -335,6 +355,8 @@ class Lab:
         self.tmpdir = Path()
         self._extra = miniupnpd_extra or {}
         self._igd_v1 = igd_v1
+        #: Routers whose miniupnpd runs with ``enable_upnp=no``: NAT-PMP and PCP only.
+        self.upnp_off = frozenset(upnp_off)
         self._uuids = {r.index: str(uuid.uuid4()) for r in self.routers}
         self._daemons: dict[int, subprocess.Popen[str]] = {}
         self._log_start: dict[int, int] = {}  # log size when r_k's current miniupnpd started
@@ -573,6 +595,14 @@ class Lab:
         lines = [ln.strip() for ln in out.splitlines()]
         return [ln for ln in lines if ln and not ln.startswith(("table ", "chain ", "type ", "}"))]
 
+    def redirects(self, k: int) -> list[tuple[str, int, str, int]]:
+        """r_k's port forwards as its nftables DNAT rules show them, whichever protocol made
+        them: (protocol, external port, internal client, internal port)."""
+        ns = self.router(k).ns
+        out = self.run(ns, "nft", "list", "chain", "inet", "filter", "prerouting_miniupnpd").stdout
+        names = {"0x6": "TCP", "0x11": "UDP"}
+        return [(names[m[0]], int(m[1]), m[2], int(m[3])) for m in _DNAT_RULE.findall(out)]
+
     def upnpc_mappings(self, k: int) -> list[tuple[str, int, str, int]]:
         """r_k's table by ``upnpc -l``: (protocol, ext port, internal client, internal port)."""
         out = self.upnpc(k, "-l")
@@ -587,7 +617,7 @@ class Lab:
             # IPv6 (pinholes): the LAN interface name above, an IPv6 address on it, and these.
             *([f"ext_ifname6={r.wan_if}", "ipv6_disable=no"] if r.lan_ip6 is not None else []),
             f"http_port={r.http_port}",
-            "enable_upnp=yes",
+            f"enable_upnp={'no' if r.index in self.upnp_off else 'yes'}",
             "enable_natpmp=yes",
             "secure_mode=yes",
             f"uuid={self._uuids[r.index]}",
@@ -647,6 +677,8 @@ class Lab:
 
     def _ready(self, k: int, pid: int) -> bool:
         r = self.router(k)
+        if k in self.upnp_off:  # no HTTP: ready once the NAT-PMP/PCP socket is bound
+            return _is_miniupnpd(pid) and _udp_bound(pid, 5351)
         if not _listening(pid, r.http_port):
             return False
         if r.lan_ip6 is None:

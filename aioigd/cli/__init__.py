@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("discover", help="find gateways")
     p.add_argument("--all", action="store_true", help="collect every gateway until the timeout")
+    _protocols_option(p)
     _common(p)
     p = sub.add_parser("external-ip", help="print the gateway's external address")
     _common(p)
@@ -150,10 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="aioigd", metavar="D")
     p.add_argument("--internal-client", metavar="IP", help="default: this host's LAN address")
     p.add_argument("--strict", action="store_true", help="fail instead of choosing another port")
+    _protocols_option(p)
     _common(p)
     p = sub.add_parser("delete", help="delete a port mapping")
     p.add_argument("external_port", type=_port, metavar="EXTERNAL_PORT")
     p.add_argument("--protocol", type=_protocol, default="TCP")
+    p.add_argument(
+        "--internal-port",
+        type=_port,
+        metavar="P",
+        help="PCP/NAT-PMP delete by internal port (default: EXTERNAL_PORT)",
+    )
+    _protocols_option(p)
     _common(p)
     p = sub.add_parser("map", help="map a port through every NAT layer (double NAT, CGNAT)")
     p.add_argument("internal_port", type=_port, metavar="PORT")
@@ -186,11 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ipv6", action="store_true", help="also open an IPv6 pinhole for PORT")
     p.add_argument("--ipv6-gateway", metavar="LOCATION_URL", help="IPv6 gateway description URL")
     p.add_argument("--ipv6-client", metavar="IP6", help="default: this host's global IPv6")
+    _protocols_option(p)
     _common(p)
     _pinhole_parsers(sub)
     p = sub.add_parser("demo", help="run the whole flow against in-process fake gateways")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
+
+
+def _protocol_list(value: str) -> tuple[str, ...]:
+    from ..anymapper import parse_protocols
+
+    try:
+        return parse_protocols(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_protocol_list.__name__ = "protocol list"
+
+
+def _protocols_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocols",
+        type=_protocol_list,
+        default=("upnp", "pcp", "natpmp"),
+        metavar="LIST",
+        help="mapping protocols to ask, most preferred first (default upnp,pcp,natpmp)",
+    )
 
 
 _COMMANDS: dict[str, tuple[str, str]] = {

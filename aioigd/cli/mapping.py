@@ -54,22 +54,105 @@ def _gateway_dict(gw: Any) -> dict[str, Any]:
     }
 
 
+def _pmp_host(args: argparse.Namespace) -> str | None:
+    """Where PCP / NAT-PMP are asked: the first --search host, else the default gateway."""
+    import ipaddress
+
+    from ..netutil import default_gateways
+
+    for target in args.search:
+        host = str(target).rsplit(":", 1)[0] if str(target).count(":") == 1 else str(target)
+        try:
+            return str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            continue
+    if args.no_default_gateways:
+        return None
+    gateways = default_gateways()
+    return gateways[0] if gateways else None
+
+
+async def _probe(args: argparse.Namespace, out: Output) -> Any:
+    """Ask the gateway in every protocol of --protocols at once (see aioigd.anymapper)."""
+    from ..anymapper import probe
+    from ..discovery import discover
+
+    host = _pmp_host(args)
+    names = ", ".join(args.protocols)
+    out.progress(f"asking {host or 'the LAN'} in {names} (up to {args.timeout:g} s)")
+    options = search_options(args)
+    found = await probe(
+        host,
+        protocols=args.protocols,
+        upnp=(lambda: discover(options)) if "upnp" in args.protocols else None,
+        timeout=args.timeout,
+    )
+    if not found.candidates:
+        from ..errors import GatewayNotFound
+
+        raise GatewayNotFound(f"no gateway answered ({found.why_not()})")
+    return found
+
+
+def _upnp_only(args: argparse.Namespace) -> bool:
+    return bool(args.gateway) or tuple(args.protocols) == ("upnp",)
+
+
+async def _speaks(host: str, protocols: list[str]) -> list[str]:
+    from ..anymapper import probe
+
+    if not protocols:
+        return []
+    found = await probe(host, protocols=protocols, upnp=None, wait_all=True)  # type: ignore[arg-type]
+    speaks = found.speaks
+    await found.aclose()
+    return speaks
+
+
 async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     from ..discovery import discover_all
+    from ..errors import GatewayNotFound
     from ..gateway import Gateway
+    from ..proto.natpmp import SERVER_PORT
 
-    if args.gateway:
-        gateways = [await _gateway(args, out)]
-    elif args.all:
-        out.progress(f"collecting gateways for {args.timeout:g} s")
-        gateways = await discover_all(search_options(args))
-    else:
-        gateways = [await _gateway(args, out)]
+    pmp = [p for p in args.protocols if p != "upnp"]
+    gateways: list[Any] = []
+    upnp_error: GatewayNotFound | None = None
+    if "upnp" in args.protocols or args.gateway:
+        try:
+            if args.gateway:
+                gateways = [await _gateway(args, out)]
+            elif args.all:
+                out.progress(f"collecting gateways for {args.timeout:g} s")
+                gateways = await discover_all(search_options(args))
+            else:
+                gateways = [await _gateway(args, out)]
+        except GatewayNotFound as exc:
+            if not pmp or args.gateway:
+                raise
+            upnp_error = exc
     for gw in gateways:
         assert isinstance(gw, Gateway)
         d = _gateway_dict(gw)
-        out.emit(d, f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}")
+        d["speaks"] = ["upnp", *await _speaks(gw.host, pmp)]
+        out.emit(
+            d,
+            f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}  "
+            f"speaks {','.join(d['speaks'])}",
+        )
         await gw.close()
+    if not gateways:
+        host = _pmp_host(args)
+        speaks = await _speaks(host, pmp) if host else []
+        if not speaks:
+            asked = f"asked {host}" if host else "no default gateway to ask"
+            why = f"nothing answered in {', '.join(pmp)} ({asked})"
+            raise GatewayNotFound(f"{upnp_error}; {why}" if upnp_error else why)
+        location = f"{speaks[0]}://{host}:{SERVER_PORT}"
+        out.emit(
+            {"location": location, "host": host, "speaks": speaks},
+            f"{location}  speaks {','.join(speaks)}",
+        )
     return ExitCode.OK
 
 
@@ -127,8 +210,25 @@ def _mapping_text(m: Any) -> str:
 async def cmd_add(args: argparse.Namespace, out: Output) -> int:
     from ..mapper import PortMapper
 
-    async with await _gateway(args, out) as gw:
-        mapping = await PortMapper(gw).map_port(
+    if _upnp_only(args):
+        async with await _gateway(args, out) as gw:
+            mapping = await PortMapper(gw).map_port(
+                args.internal_port,
+                args.external_port,
+                args.protocol,
+                lease=args.lease,
+                description=args.description,
+                internal_client=args.internal_client,
+                strict=args.strict,
+            )
+            _report_added(mapping, out)
+        return ExitCode.OK
+    from ..anymapper import map_first
+
+    found = await _probe(args, out)
+
+    async def add(mapper: Any) -> Any:
+        return await mapper.map_port(
             args.internal_port,
             args.external_port,
             args.protocol,
@@ -137,36 +237,74 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
             internal_client=args.internal_client,
             strict=args.strict,
         )
-        if mapping.permanent_only and not out.as_json:
-            print("note: the gateway only accepts permanent leases", file=out.err)
-        if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
-            print(
-                f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is taken; "
-                f"mapped {mapping.external_port} instead",
-                file=out.err,
-            )
-        out.emit(mapping.as_dict(), _mapping_text(mapping))
+
+    mapper, mapping = await map_first(found, add, check_interval=None)
+    try:
+        _report_added(mapping, out)
+    finally:
+        await mapper.close(release=False)  # one-shot: it stays until its lease ends
     return ExitCode.OK
+
+
+def _report_added(mapping: Any, out: Output) -> None:
+    if mapping.permanent_only and not out.as_json:
+        print("note: the gateway only accepts permanent leases", file=out.err)
+    if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
+        print(
+            f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is taken; "
+            f"mapped {mapping.external_port} instead",
+            file=out.err,
+        )
+    out.emit(mapping.as_dict(), _mapping_text(mapping))
+
+
+async def _delete_upnp(gw: Any, args: argparse.Namespace, out: Output) -> None:
+    # miniupnpd answers 200 for a mapping it does not have: ask first, so "not
+    # found" is said (NoSuchEntryInArray, exit 4) instead of "deleted".
+    await gw.get_specific_port_mapping_entry(args.external_port, args.protocol)
+    await gw.delete_port_mapping(args.external_port, args.protocol)
+    out.emit(
+        {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},
+        f"deleted {args.protocol} {args.external_port}",
+    )
 
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
-    async with await _gateway(args, out) as gw:
-        # miniupnpd answers 200 for a mapping it does not have: ask first, so "not
-        # found" is said (NoSuchEntryInArray, exit 4) instead of "deleted".
-        await gw.get_specific_port_mapping_entry(args.external_port, args.protocol)
-        await gw.delete_port_mapping(args.external_port, args.protocol)
+    if _upnp_only(args):
+        async with await _gateway(args, out) as gw:
+            await _delete_upnp(gw, args, out)
+        return ExitCode.OK
+    from ..pmpmapper import PmpMapper
+
+    found = await _probe(args, out)
+    try:
+        first = found.candidates[0]
+        if first.gateway is not None:
+            await _delete_upnp(first.gateway, args, out)
+            return ExitCode.OK
+        assert first.client is not None
+        internal_port = args.internal_port or args.external_port
+        await PmpMapper(first.client, own_client=False).delete(internal_port, args.protocol)
         out.emit(
-            {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},
-            f"deleted {args.protocol} {args.external_port}",
+            {
+                "deleted": True,
+                "internal_port": internal_port,
+                "protocol": args.protocol,
+                "mechanism": first.protocol,
+            },
+            f"deleted {args.protocol} mapping of internal port {internal_port} "
+            f"({first.protocol} at {first.host})",
         )
-    return ExitCode.OK
+        return ExitCode.OK
+    finally:
+        await found.aclose()
 
 
-def _map_text(result: Any, gateways: list[Any]) -> list[str]:
+def _map_text(result: Any) -> list[str]:
     lines = [
-        f"layer {i}: {gw.host}  {m.internal_client}:{m.internal_port} -> "
+        f"layer {i}: {m.mechanism} {m.gateway}  {m.internal_client}:{m.internal_port} -> "
         f"{m.external_ip or '?'}:{m.external_port} {m.protocol.value}"
-        for i, (gw, m) in enumerate(zip(gateways, result.layers, strict=False), 1)
+        for i, m in enumerate(result.layers, 1)
     ]
     lines.append(
         f"public endpoint: {result.public_ip}:{result.public_port} "
@@ -221,6 +359,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         http_timeout=args.http_timeout,
     )
     opener.mapper.internal_client = args.internal_client
+    opener.mapper.protocols = tuple(args.protocols)
     if search.unicast or not search.multicast:
         # Finding layer 1 again after a reboot: where the user told us to look, plus
         # its own address (set by the mapper).
@@ -236,7 +375,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
     try:
         reach = await opener.open()
         result = reach.ipv4
-        lines = _map_text(result, opener.mapper.gateways) if result else []
+        lines = _map_text(result) if result else []
         if reach.ipv4_error:
             lines.append(f"IPv4 failed: {reach.ipv4_error}")
         if args.ipv6:

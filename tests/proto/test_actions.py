@@ -727,6 +727,7 @@ def test_mapping_as_dict() -> None:
         "gateway": "http://gw/",
         "permanent_only": True,
         "wanted_port": 1872,  # not recorded: the port it got
+        "mechanism": "upnp",
     }
     moved = Mapping("203.0.113.7", 1873, "192.168.1.4", 1872, TCP, 60, wanted_port=1872)
     assert moved.as_dict()["wanted_port"] == 1872 and moved.external_port == 1873
