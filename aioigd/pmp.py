@@ -425,6 +425,7 @@ class NatPmpClient(PmpClient):
         return PmpGrant(external_ip, answer.external_port, answer.lifetime)
 
 
-def client_for(mechanism: Mechanism, host: str) -> PmpClient:
+def client_for(mechanism: Mechanism, host: str, port: int = natpmp.SERVER_PORT) -> PmpClient:
     """A client of ``mechanism`` for the gateway at ``host``."""
-    return PcpClient(host) if mechanism == "pcp" else NatPmpClient(host)
+    cls = PcpClient if mechanism == "pcp" else NatPmpClient
+    return cls(host, port=port)

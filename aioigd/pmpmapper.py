@@ -55,6 +55,10 @@ PERMANENT_LIFETIME = 86400
 _DEFAULT_SECRET = b"aioigd PCP nonce v1"
 
 
+def _key(m: Mapping) -> tuple[Protocol, str, int]:
+    return (m.protocol, m.internal_client, m.internal_port)
+
+
 def derive_nonce(secret: bytes, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
     """The 12-byte PCP nonce for one internal endpoint."""
     message = f"{client_ip}|{protocol.value}|{internal_port}".encode()
@@ -86,7 +90,9 @@ class PmpMapper:
         self._own = own_client
         self._secret = secret
         self._closed = False
-        self._restarts_seen = client.restarts
+        #: Per internal endpoint: the client's restart count when it was last mapped.
+        self._seen: dict[tuple[Protocol, str, int], int] = {}
+        self._restarts_handled = client.restarts
         self._hub: EventHub[Event[Mapping]] = EventHub()
         self._keeper: Keeper[Mapping] = Keeper(
             self,
@@ -167,6 +173,10 @@ class PmpMapper:
             mechanism=self.client.mechanism,
         )
         log.debug("%s granted %s for %d s", self.mechanism, self.describe(mapping), grant.lifetime)
+        if self.client.restarts != self._restarts_handled:
+            # This answer showed a restart: everything else kept here is gone too.
+            self._restarts_handled = self.client.restarts
+            self._keeper.retry_all_now()
         return mapping, grant.lifetime
 
     async def map_port(
@@ -221,6 +231,7 @@ class PmpMapper:
         for old in self._keeper.kept():
             if self._same(old.current, mapping):
                 self._keeper.forget(old)  # the same mapping again: keep one
+        self._seen[_key(mapping)] = self.client.restarts
         kept = self._keeper.keep(
             mapping,
             requested_lease=lease if lease > 0 else PERMANENT_LIFETIME,
@@ -253,12 +264,11 @@ class PmpMapper:
             strict=kept.strict,
             background=True,
         )
-        recreated = self.client.restarts != self._restarts_seen
-        if recreated:
-            self._restarts_seen = self.client.restarts
-            self._keeper.retry_all_now()  # the others are gone too
-        elif kept.state is State.LOST:
-            recreated = True
+        # Recreated when a restart was seen since this one was last mapped (by any
+        # answer: the first renewal after a reboot tells for every mapping).
+        seen = self._seen.get(_key(m), self.client.restarts)
+        self._seen[_key(m)] = self.client.restarts
+        recreated = seen != self.client.restarts or kept.state is State.LOST
         if mapping.external_port != m.external_port:
             log.info(
                 "%s moved %s port %d to %d",
