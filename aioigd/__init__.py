@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 # Public names are imported on first use (PEP 562), so `import aioigd` and the CLI
 # pay only for what they touch: aiohttp alone costs ~170 ms to import.
 if TYPE_CHECKING:
+    from .anymapper import probe_gateway
     from .discovery import SearchOptions, discover, discover_all, search
     from .errors import (
         ActionFailed,
@@ -39,6 +40,11 @@ if TYPE_CHECKING:
         NoSuchEntryInArray,
         NoSuchPinhole,
         OnlyPermanentLeasesSupported,
+        PmpAddressMismatch,
+        PmpError,
+        PmpNoResources,
+        PmpNotAuthorized,
+        PmpUnsupportedVersion,
         PortInUse,
         RemoteProtocolError,
         ResponseTooLarge,
@@ -77,10 +83,21 @@ if TYPE_CHECKING:
         is_global_address,
     )
     from .multilayer import LayeredMapping, LayerEvent, MultiLayerMapper
+    from .pmp import NatPmpClient, PcpClient
+    from .pmpmapper import PmpMapper
     from .reach import Reachability, ReachablePort
     from .session import SoapSession
 
 _LAZY: dict[str, str] = {
+    "PmpMapper": "pmpmapper",
+    "PcpClient": "pmp",
+    "NatPmpClient": "pmp",
+    "probe_gateway": "anymapper",
+    "PmpError": "errors",
+    "PmpNotAuthorized": "errors",
+    "PmpUnsupportedVersion": "errors",
+    "PmpAddressMismatch": "errors",
+    "PmpNoResources": "errors",
     "FirewallControl": "firewall",
     "FirewallUnavailable": "errors",
     "KeptPinhole": "firewall",
@@ -163,6 +180,15 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "PmpMapper",
+    "PcpClient",
+    "NatPmpClient",
+    "probe_gateway",
+    "PmpError",
+    "PmpNotAuthorized",
+    "PmpUnsupportedVersion",
+    "PmpAddressMismatch",
+    "PmpNoResources",
     "KeptMapping",
     "KeptPinhole",
     "CleanupFailed",

@@ -39,7 +39,7 @@ __all__ = [
     "LayerMapper",
     "Candidate",
     "Probe",
-    "probe",
+    "probe_gateway",
     "map_first",
     "parse_protocols",
     "PREFER_WINDOW",
@@ -140,7 +140,7 @@ async def _ask_pmp(mechanism: Mechanism, host: str, timeout: float) -> Candidate
     return Candidate(mechanism, host, client=client)
 
 
-async def probe(
+async def probe_gateway(
     host: str | None,
     *,
     protocols: Sequence[MappingProtocol] = DEFAULT_PROTOCOLS,

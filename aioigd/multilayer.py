@@ -36,7 +36,7 @@ from .anymapper import (
     Probe,
     map_first,
     parse_protocols,
-    probe,
+    probe_gateway,
 )
 from .discovery import SearchOptions, discover
 from .errors import IGDError
@@ -226,7 +226,7 @@ class MultiLayerMapper:
         return gw
 
     async def _ask(self, host: str | None, upnp: Any) -> Probe:
-        return await probe(
+        return await probe_gateway(
             host,
             protocols=self.protocols,
             upnp=upnp if "upnp" in self.protocols else None,

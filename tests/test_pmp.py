@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aioigd import NetworkPolicyError
-from aioigd.anymapper import map_first, parse_protocols, probe
+from aioigd.anymapper import map_first, parse_protocols, probe_gateway
 from aioigd.errors import (
     IGDConnectionError,
     IGDTimeoutError,
@@ -178,7 +178,7 @@ async def test_probe_prefers_upnp_but_uses_pcp_when_upnp_is_silent() -> None:
 
             return await Gateway.from_location(igd.location)
 
-        found = await probe("127.0.0.1", upnp=upnp, wait_all=True)  # type: ignore[arg-type]
+        found = await probe_gateway("127.0.0.1", upnp=upnp, wait_all=True)  # type: ignore[arg-type]
         assert found.speaks == ["upnp", "pcp", "natpmp"]
         await found.aclose()
 
@@ -186,13 +186,15 @@ async def test_probe_prefers_upnp_but_uses_pcp_when_upnp_is_silent() -> None:
             await asyncio.sleep(30)
             raise AssertionError
 
-        found = await probe("127.0.0.1", upnp=silent, timeout=5.0)  # type: ignore[arg-type]
+        found = await probe_gateway("127.0.0.1", upnp=silent, timeout=5.0)  # type: ignore[arg-type]
         # UPnP got the preference window after PCP answered, then was given up on.
         assert found.speaks[0] == "pcp" and "upnp" in found.failures
         mapper, mapping = await map_first(found, lambda m: m.map_port(7000), check_interval=None)
         assert mapping.mechanism == "pcp" and fake.table
         await mapper.close(release=False)
-        order = await probe("127.0.0.1", protocols=parse_protocols("natpmp,pcp"), wait_all=True)
+        order = await probe_gateway(
+            "127.0.0.1", protocols=parse_protocols("natpmp,pcp"), wait_all=True
+        )
         assert order.speaks == ["natpmp", "pcp"]
         await order.aclose()
 

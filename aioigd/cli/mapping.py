@@ -74,14 +74,14 @@ def _pmp_host(args: argparse.Namespace) -> str | None:
 
 async def _probe(args: argparse.Namespace, out: Output) -> Any:
     """Ask the gateway in every protocol of --protocols at once (see aioigd.anymapper)."""
-    from ..anymapper import probe
+    from ..anymapper import probe_gateway
     from ..discovery import discover
 
     host = _pmp_host(args)
     names = ", ".join(args.protocols)
     out.progress(f"asking {host or 'the LAN'} in {names} (up to {args.timeout:g} s)")
     options = search_options(args)
-    found = await probe(
+    found = await probe_gateway(
         host,
         protocols=args.protocols,
         upnp=(lambda: discover(options)) if "upnp" in args.protocols else None,
@@ -99,11 +99,11 @@ def _upnp_only(args: argparse.Namespace) -> bool:
 
 
 async def _speaks(host: str, protocols: list[str]) -> list[str]:
-    from ..anymapper import probe
+    from ..anymapper import probe_gateway
 
     if not protocols:
         return []
-    found = await probe(host, protocols=protocols, upnp=None, wait_all=True)  # type: ignore[arg-type]
+    found = await probe_gateway(host, protocols=protocols, upnp=None, wait_all=True)  # type: ignore[arg-type]
     speaks = found.speaks
     await found.aclose()
     return speaks
