@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .discovery import SearchOptions
 from .errors import (
@@ -30,8 +30,10 @@ from .errors import (
 )
 from .gateway import Gateway
 from .mapper import PortMapper
+from .netguard import check_destination
 from .pmp import Mechanism, PmpClient, client_for
 from .pmpmapper import PmpMapper
+from .proto.ssdp import IGD_SEARCH_TARGETS, SSDP_PORT, build_msearch, parse_ssdp
 
 __all__ = [
     "MappingProtocol",
@@ -130,6 +132,43 @@ class Probe:
         self.candidates.clear()
 
 
+class _Presence(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            answer = parse_ssdp(data, str(addr[0]))
+        except IGDError:
+            return
+        if answer is not None and not self.result.done():
+            self.result.set_result(True)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.result.done():
+            self.result.set_result(False)  # ICMP port unreachable: nothing on 1900
+
+
+async def _ssdp_presence(host: str, timeout: float) -> bool | None:
+    """Does ``host`` answer SSDP at all? One M-SEARCH on a connected socket, so that
+    an ICMP port-unreachable says "no" at once (an unconnected search socket never
+    hears it). True: it answered; False: nothing listens; None: no word in time."""
+    check_destination(host, "SSDP search")
+    loop = asyncio.get_running_loop()
+    transport, presence = await loop.create_datagram_endpoint(
+        _Presence, remote_addr=(host, SSDP_PORT)
+    )
+    try:
+        where = f"[{host}]" if ":" in host else host
+        transport.sendto(build_msearch(IGD_SEARCH_TARGETS[0], host=f"{where}:{SSDP_PORT}", mx=1))
+        async with asyncio.timeout(timeout):
+            return await presence.result
+    except TimeoutError:
+        return None
+    finally:
+        transport.close()
+
+
 async def _ask_pmp(mechanism: Mechanism, host: str, timeout: float) -> Candidate:
     client = client_for(mechanism, host)
     try:
@@ -169,10 +208,13 @@ async def probe_gateway(
             gw = await upnp()
         return Candidate("upnp", gw.host, gateway=gw)
 
+    presence: asyncio.Task[bool | None] | None = None
     for proto in protocols:
         if proto == "upnp":
             if upnp is not None:
                 jobs[proto] = asyncio.create_task(ask_upnp())
+                if host is not None:
+                    presence = asyncio.create_task(_ssdp_presence(host, timeout))
         elif host is not None:
             jobs[proto] = asyncio.create_task(_ask_pmp(proto, host, timeout))
         else:
@@ -180,32 +222,48 @@ async def probe_gateway(
     order = [p for p in protocols if p in jobs]
     window_ends: float | None = None
     loop = asyncio.get_running_loop()
+    upnp_heard = upnp_absent = False
     try:
         while True:
+            if presence is not None and presence.done():
+                heard = None if presence.cancelled() or presence.exception() else presence.result()
+                presence = None
+                upnp_heard = heard is True
+                # Nothing on the gateway's SSDP port: once another protocol answers there
+                # is no point waiting (a multicast answer from elsewhere is not in the path).
+                upnp_absent = heard is False
             answered = [p for p in order if jobs[p].done() and _ok(jobs[p])]
             if answered and not wait_all:
                 best = answered[0]
                 preferred = order[: order.index(best)]
                 if all(jobs[p].done() for p in preferred):
                     break
-                if window_ends is None:
-                    window_ends = loop.time() + prefer_window
-            pending = [t for t in jobs.values() if not t.done()]
+                if window_ends is None or upnp_absent:
+                    window_ends = loop.time() + (0.0 if upnp_absent else prefer_window)
+            pending: list[asyncio.Future[Any]] = [t for t in jobs.values() if not t.done()]
             if not pending:
                 break
-            wait = None if window_ends is None else max(0.0, window_ends - loop.time())
+            if presence is not None:
+                pending.append(presence)
+            # A gateway that answered SSDP speaks UPnP: wait for its description.
+            limited = window_ends is not None and not upnp_heard
+            wait = max(0.0, window_ends - loop.time()) if limited and window_ends else None
             if wait == 0.0:
+                if "upnp" in jobs and upnp_absent:
+                    result.failures["upnp"] = f"nothing listens on {host}:{SSDP_PORT}"
                 break
             await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in jobs.values():
+        for task in [*jobs.values(), *([presence] if presence is not None else [])]:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*jobs.values(), return_exceptions=True)
+        if presence is not None:
+            await asyncio.gather(presence, return_exceptions=True)
     for proto in order:
         task = jobs[proto]
         if task.cancelled():
-            result.failures[proto] = "no answer in time"
+            result.failures.setdefault(proto, "no answer in time")
         elif (exc := task.exception()) is not None:
             result.failures[proto] = _reason(exc)
         else:

@@ -6,17 +6,24 @@ on its own — one failing does not undo the other.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from .anymapper import DEFAULT_PROTOCOLS, MappingProtocol, parse_protocols
 from .discovery import SearchOptions, discover
 from .errors import IGDError
 from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl, KeptPinhole
 from .gateway import Gateway
 from .keeper import Leftover
+from .mapper import KeptMapping
 from .models import Mapping, Pinhole, Protocol
 from .multilayer import LayeredMapping, MultiLayerMapper
+from .netutil import default_gateways_v6
+from .pmp import PcpClient
+from .pmpmapper import PmpMapper
 from .traceroute import DEFAULT_PROBE_TARGET
 
 __all__ = ["Reachability", "ReachablePort"]
@@ -24,10 +31,15 @@ __all__ = ["Reachability", "ReachablePort"]
 
 @dataclass(frozen=True)
 class Reachability:
-    """What :class:`ReachablePort` achieved, per address family."""
+    """What :class:`ReachablePort` achieved, per address family.
+
+    ``ipv6`` is a WANIPv6FirewallControl :class:`Pinhole`, or — where that service
+    is missing and PCP answers — a PCP :class:`Mapping` of the IPv6 address
+    (``mechanism`` ``"pcp"``; PCP MAP on IPv6 opens the firewall for it).
+    """
 
     ipv4: LayeredMapping | None = None
-    ipv6: Pinhole | None = None
+    ipv6: Pinhole | Mapping | None = None
     ipv4_error: str | None = None
     ipv6_error: str | None = None
 
@@ -47,7 +59,9 @@ class ReachablePort:
 
     ``async with ReachablePort(8000) as r:`` keeps both renewed and removes
     both on exit. Arguments are those of :class:`MultiLayerMapper` plus
-    ``ipv6_search`` (discovery for the IPv6 gateway) and ``ipv6_client``.
+    ``ipv6_search`` (discovery for the IPv6 gateway) and ``ipv6_client``. With
+    ``"pcp"`` in ``protocols``, an IPv6 gateway without WANIPv6FirewallControl
+    (or without UPnP) is asked for a PCP MAP of the IPv6 address instead.
     """
 
     def __init__(
@@ -68,8 +82,10 @@ class ReachablePort:
         ipv6_client: str | None = None,
         timeout: float = 2.0,
         http_timeout: float = 5.0,
+        protocols: Sequence[MappingProtocol] | str = DEFAULT_PROTOCOLS,
     ) -> None:
         self.port = port
+        self.protocols = parse_protocols(protocols)
         self.protocol = Protocol.parse(protocol)
         self.ipv6_search = ipv6_search or SearchOptions(
             ipv4=False, ipv6=True, timeout=timeout, http_timeout=http_timeout
@@ -91,22 +107,55 @@ class ReachablePort:
             search=search,
             timeout=timeout,
             http_timeout=http_timeout,
+            protocols=self.protocols,
         )
+        self.timeout = timeout
         self._gateway6: Gateway | None = None
+        self._pcp6: PmpMapper | None = None
         self._firewall: FirewallControl | None = None
-        #: The kept IPv6 pinhole once opened.
-        self.pinhole: KeptPinhole | None = None
+        #: The kept IPv6 pinhole (or PCP IPv6 mapping) once opened.
+        self.pinhole: KeptPinhole | KeptMapping | None = None
 
-    async def _open_ipv6(self) -> Pinhole:
-        if self.ipv6_gateway:
-            gw = await Gateway.from_location(self.ipv6_gateway, timeout=self.http_timeout)
-        else:
-            gw = await discover(self.ipv6_search)
-        self._gateway6 = gw
-        self._firewall = FirewallControl.from_gateway(gw, internal_client=self.ipv6_client)
+    async def _open_ipv6(self) -> Pinhole | Mapping:
         lease = min(max(self.lease, 1), 86400) if self.lease else DEFAULT_PINHOLE_LEASE
-        self.pinhole = await self._firewall.keep_pinhole(self.port, self.protocol, lease=lease)
+        gw: Gateway | None = None
+        try:
+            if "upnp" not in self.protocols:
+                raise IGDError("UPnP is not among the protocols")
+            if self.ipv6_gateway:
+                gw = await Gateway.from_location(self.ipv6_gateway, timeout=self.http_timeout)
+            else:
+                gw = await discover(self.ipv6_search)
+            self._gateway6 = gw
+            self._firewall = FirewallControl.from_gateway(gw, internal_client=self.ipv6_client)
+            self.pinhole = await self._firewall.keep_pinhole(self.port, self.protocol, lease=lease)
+            return self.pinhole.current
+        except IGDError as exc:
+            host = self._pcp6_host(gw)
+            if "pcp" not in self.protocols or host is None:
+                raise
+            upnp_error = exc
+        try:
+            self._pcp6 = PmpMapper(PcpClient(host), timeout=self.timeout)
+            self.pinhole = await self._pcp6.keep(
+                self.port, self.port, self.protocol, lease=lease, internal_client=self.ipv6_client
+            )
+        except IGDError as exc:
+            raise IGDError(f"UPnP: {upnp_error}; PCP at {host}: {exc}") from exc
         return self.pinhole.current
+
+    @staticmethod
+    def _pcp6_host(gw: Gateway | None) -> str | None:
+        """Where to ask PCP over IPv6: the UPnP gateway's IPv6 address, else the default
+        IPv6 router."""
+        candidates = ([gw.host.strip("[]")] if gw is not None else []) + default_gateways_v6()
+        for host in candidates:
+            try:
+                if ipaddress.ip_address(host.split("%", 1)[0]).version == 6:
+                    return host
+            except ValueError:
+                continue
+        return None
 
     async def open(self) -> Reachability:
         """Open both parts concurrently; an error in one is reported, not raised."""
@@ -129,7 +178,7 @@ class ReachablePort:
                 raise result
         return Reachability(
             ipv4=v4 if isinstance(v4, LayeredMapping) else None,
-            ipv6=v6 if isinstance(v6, Pinhole) else None,
+            ipv6=v6 if isinstance(v6, Pinhole | Mapping) else None,
             ipv4_error=str(v4) if isinstance(v4, BaseException) else None,
             ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
         )
@@ -144,6 +193,9 @@ class ReachablePort:
         if self._firewall is not None:
             failed += await self._firewall.close(release=release)
             self._firewall = None
+        if self._pcp6 is not None:
+            failed += await self._pcp6.close(release=release)
+            self._pcp6 = None
         if self._gateway6 is not None:
             await self._gateway6.close()
             self._gateway6 = None

@@ -334,6 +334,21 @@ async def _events(opener: Any) -> Any:
         yield item
 
 
+def _ipv6_text(reach: Any) -> str:
+    hole = reach.ipv6
+    if hole is None:
+        return f"IPv6 failed: {reach.ipv6_error}"
+    if hasattr(hole, "unique_id"):
+        return (
+            f"IPv6 pinhole {hole.unique_id}: [{hole.internal_client}]:{hole.internal_port} "
+            f"{hole.protocol.value} open for {hole.lease}s"
+        )
+    return (
+        f"IPv6 PCP mapping at {hole.gateway}: [{hole.internal_client}]:{hole.internal_port} "
+        f"{hole.protocol.value} open for {hole.lease}s"
+    )
+
+
 async def cmd_map(args: argparse.Namespace, out: Output) -> int:
     from ..discovery import SearchOptions
     from ..reach import ReachablePort
@@ -357,9 +372,9 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         ipv6_client=args.ipv6_client,
         timeout=args.timeout,
         http_timeout=args.http_timeout,
+        protocols=args.protocols,
     )
     opener.mapper.internal_client = args.internal_client
-    opener.mapper.protocols = tuple(args.protocols)
     if search.unicast or not search.multicast:
         # Finding layer 1 again after a reboot: where the user told us to look, plus
         # its own address (set by the mapper).
@@ -379,13 +394,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         if reach.ipv4_error:
             lines.append(f"IPv4 failed: {reach.ipv4_error}")
         if args.ipv6:
-            hole = reach.ipv6
-            lines.append(
-                f"IPv6 pinhole {hole.unique_id}: [{hole.internal_client}]:{hole.internal_port} "
-                f"{hole.protocol.value} open for {hole.lease}s"
-                if hole
-                else f"IPv6 failed: {reach.ipv6_error}"
-            )
+            lines.append(_ipv6_text(reach))
         data = reach.as_dict() if args.ipv6 else (result.as_dict() if result else {})
         if not args.ipv6 and reach.ipv4_error:
             data["error"] = reach.ipv4_error

@@ -7,6 +7,7 @@ outside namespace through every layer to a listener on the client.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import select
 import signal
@@ -151,3 +152,39 @@ def test_pcp_router_restart_is_seen_by_its_epoch_and_remapped(
             proc.kill()
             proc.wait()
     assert wait_until(lambda: lab.redirects(1) == [], 5)
+
+
+def test_ipv6_pinhole_through_pcp_when_upnp_is_off(make_lab: Callable[..., Lab]) -> None:
+    """No WANIPv6FirewallControl to ask (UPnP off): the IPv6 port is opened with a PCP
+    MAP of the client's IPv6 address, the IPv4 one with a PCP MAP through the NAT."""
+    lab = make_lab(1, ipv6=True, upnp_off=(1,))
+    lab.tcp_listener(lab.client_ns, PORT, host="::")
+    r1 = lab.routers[0]
+    assert not lab.tcp_connect(lab.outside_ns, lab.client_ip6, PORT), "open before mapping?"
+    proc = lab.popen(
+        lab.client_ns, sys.executable, "-m", "aioigd", "map", str(PORT), "--layers", "1",
+        "--ipv6", "--probe-target", lab.outside_ip, "--json", "--hold", "--lease", "600",
+    )  # fmt: skip
+    try:
+        result = read_json(proc)
+        assert [layer["mechanism"] for layer in result["layers"]] == ["pcp"]
+        v6 = result["ipv6"]
+        assert v6["mechanism"] == "pcp" and v6["internal_client"] == lab.client_ip6
+        assert v6["gateway"] == f"pcp://[{r1.lan_ip6}]:5351"
+        assert any(nft_address(lab.client_ip6) in rule for rule in lab.firewall_rules(1))
+        assert lab.tcp_connect(lab.outside_ns, lab.client_ip6, PORT)
+        assert lab.tcp_connect(lab.outside_ns, r1.wan_ip, PORT)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not any(nft_address(lab.client_ip6) in rule for rule in lab.firewall_rules(1))
+    assert lab.redirects(1) == []
+    assert not lab.tcp_connect(lab.outside_ns, lab.client_ip6, PORT)
+
+
+def nft_address(address: str) -> str:
+    """How miniupnpd's nftables rule spells an IPv6 destination: ``0x2001...``."""
+    return "0x" + ipaddress.IPv6Address(address).packed.hex()
