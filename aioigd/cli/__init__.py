@@ -23,6 +23,7 @@ from ..errors import (
     IGDConnectionError,
     IGDError,
     MappingFailed,
+    PmpError,
     UPnPError,
 )
 from .common import ExitCode, Output
@@ -251,7 +252,9 @@ def _exit_code(exc: BaseException) -> ExitCode:
         return ExitCode.CLEANUP
     if isinstance(exc, GatewayNotFound):
         return ExitCode.NOT_FOUND
-    if isinstance(exc, UPnPError):
+    if isinstance(exc, UPnPError) or (
+        isinstance(exc, PmpError) and not isinstance(exc, MappingFailed)
+    ):
         return ExitCode.UPNP_FAULT
     if isinstance(exc, IGDConnectionError):
         return ExitCode.NETWORK

@@ -188,3 +188,19 @@ def test_ipv6_pinhole_through_pcp_when_upnp_is_off(make_lab: Callable[..., Lab])
 def nft_address(address: str) -> str:
     """How miniupnpd's nftables rule spells an IPv6 destination: ``0x2001...``."""
     return "0x" + ipaddress.IPv6Address(address).packed.hex()
+
+
+def test_natpmp_above_a_upnp_layer(make_lab: Callable[..., Lab]) -> None:
+    """NAT-PMP at layer 2: it cannot name an internal client, so the mapping is for the
+    sender as the upper router sees it — layer 1's external address, through its NAT."""
+    lab = make_lab(2, upnp_off=(2,))
+    lab.tcp_listener(lab.client_ns, PORT)
+    args = ["map", str(PORT), "--layers", "2", "--json", "--lease", "600"]
+    rc, out, err = aioigd(
+        lab, *args, "--probe-target", lab.outside_ip, "--protocols", "upnp,natpmp"
+    )
+    assert rc == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert [layer["mechanism"] for layer in result["layers"]] == ["upnp", "natpmp"]
+    assert lab.redirects(2) == [("TCP", PORT, lab.routers[1].internal_client, PORT)]
+    assert lab.tcp_connect(lab.outside_ns, lab.routers[1].wan_ip, PORT)
