@@ -270,7 +270,8 @@ async def test_a_request_reset_twice_fails_within_the_timeout(fake: FakeIGD) -> 
         start = loop.time()
         with pytest.raises(IGDError):
             await gw.get_external_ip_address()
-        assert loop.time() - start < 1.0 + 0.5  # generous: the retry shares the timeout
+        # Resets are instant; under two timeouts (1 s each) shows the retry shares the first.
+        assert loop.time() - start < 1.9
         assert fake.actions() == ["GetExternalIPAddress"] * 2
 
 

@@ -1,13 +1,16 @@
-"""Hostile and broken gateways: every failure is a typed IGDError, in bounded time and memory.
+"""Hostile and broken gateways: every failure is a typed IGDError, in bounded requests and memory.
 
-Timeouts are small (0.5 s) and each test checks the failure came within the
-configured timeout plus a margin, so a hang fails the test instead of the run.
+Request timeouts are small (0.5 s). Nothing here measures elapsed time: each call runs
+under a guard (``GUARD``, 4 s) shorter than the 5 s default request timeout, so an
+``IGDTimeoutError`` inside it can only be the configured timeout firing, and a hang (or a
+default timeout used by mistake) fails with the guard's plain ``TimeoutError``. Work that is
+only CPU (parsing hostile XML) gets the generous ``CPU_GUARD`` and is bounded by the
+requests sent and the memory used instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -31,16 +34,20 @@ from aioigd.gateway import MAX_ENUMERATED_ENTRIES
 from aioigd.testing import FakeIGD, Quirks
 
 TIMEOUT = 0.5
-MARGIN = 0.75
+#: Below the 5 s default request timeout (so only the configured 0.5 s can fire inside it),
+#: eight times the configured one (so a loaded machine does not fail it).
+GUARD = 4.0
+#: For failures that cost only CPU: a hang still fails the test, never the run.
+CPU_GUARD = 60.0
 
 
-async def _timed(coro: Awaitable[Any], expected: Any) -> tuple[BaseException, float]:
-    t0 = time.monotonic()
+async def _raises(coro: Awaitable[Any], expected: Any, *, guard: float = GUARD) -> BaseException:
+    """Await ``coro`` under ``guard`` seconds; it must raise ``expected`` (an IGDError)."""
     with pytest.raises(expected) as info:
-        await asyncio.wait_for(coro, 10)  # a hang must fail the test, never the run
-    elapsed = time.monotonic() - t0
+        # The guard's TimeoutError is not an IGDError: a hang fails the test, never the run.
+        await asyncio.wait_for(coro, guard)
     assert isinstance(info.value, IGDError)
-    return info.value, elapsed
+    return info.value
 
 
 @pytest.fixture
@@ -60,8 +67,7 @@ async def gw_and_fake() -> AsyncIterator[tuple[Gateway, FakeIGD]]:
 async def test_hanging_action_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.hang_actions = frozenset({"GetExternalIPAddress"})
-    exc, elapsed = await _timed(gw.get_external_ip_address(), IGDTimeoutError)
-    assert elapsed < TIMEOUT + MARGIN
+    exc = await _raises(gw.get_external_ip_address(), IGDTimeoutError)
     assert isinstance(exc, TimeoutError) and isinstance(exc, IGDConnectionError)
     # The gateway still works for other actions afterwards.
     assert (await gw.get_status_info()).connection_status == "Connected"
@@ -69,64 +75,49 @@ async def test_hanging_action_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) ->
 
 async def test_hanging_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(hang_actions=frozenset({"GET"}))) as fake:
-        _, elapsed = await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError
-        )
-        assert elapsed < TIMEOUT + MARGIN
+        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError)
 
 
 async def test_trickled_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(trickle=0.2)) as fake:
-        _, elapsed = await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError
-        )
-        assert elapsed < TIMEOUT + MARGIN
+        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError)
 
 
 async def test_trickled_soap_reply_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.trickle = 0.2
-    _, elapsed = await _timed(gw.get_external_ip_address(), IGDTimeoutError)
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_external_ip_address(), IGDTimeoutError)
 
 
 async def test_delay_longer_than_timeout(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.delay = 2.0
-    _, elapsed = await _timed(gw.get_status_info(), IGDTimeoutError)
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_status_info(), IGDTimeoutError)
 
 
 async def test_short_body(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.short_body = True
-    _, elapsed = await _timed(
-        gw.get_external_ip_address(), (RemoteProtocolError, IGDConnectionError)
-    )
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_external_ip_address(), (RemoteProtocolError, IGDConnectionError))
 
 
 async def test_short_body_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(short_body=True)) as fake:
-        _, elapsed = await _timed(
+        await _raises(
             Gateway.from_location(fake.location, timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
-        assert elapsed < TIMEOUT + MARGIN
 
 
 async def test_garbage_http(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.garbage_http = True
-    _, elapsed = await _timed(
-        gw.get_external_ip_address(), (RemoteProtocolError, IGDConnectionError)
-    )
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_external_ip_address(), (RemoteProtocolError, IGDConnectionError))
 
 
 async def test_garbage_http_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(garbage_http=True)) as fake:
-        await _timed(
+        await _raises(
             Gateway.from_location(fake.location, timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
@@ -135,8 +126,7 @@ async def test_garbage_http_description() -> None:
 async def test_gateway_gone(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     await fake.stop()
-    _, elapsed = await _timed(gw.get_external_ip_address(), IGDConnectionError)
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_external_ip_address(), IGDConnectionError)
 
 
 @pytest.mark.parametrize("stage", ["description", "action"])
@@ -144,13 +134,13 @@ async def test_redirect_to_another_host_is_refused(stage: str) -> None:
     async with FakeIGD("127.0.0.9") as other, FakeIGD("127.0.0.1") as fake:
         if stage == "description":
             fake.quirks.redirect_to = other.location
-            exc, _ = await _timed(
+            exc = await _raises(
                 Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError
             )
         else:
             async with await Gateway.from_location(fake.location, timeout=TIMEOUT) as gw:
                 fake.quirks.redirect_to = f"http://127.0.0.9:{other.http_port}{other.control_path}"
-                exc, _ = await _timed(gw.get_external_ip_address(), RemoteProtocolError)
+                exc = await _raises(gw.get_external_ip_address(), RemoteProtocolError)
         assert "redirect" in str(exc)
         assert other.requests == []
         assert other.connections == 0
@@ -159,7 +149,7 @@ async def test_redirect_to_another_host_is_refused(stage: str) -> None:
 async def test_redirect_to_same_host_is_refused_too(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.redirect_to = fake.location
-    await _timed(gw.get_external_ip_address(), RemoteProtocolError)
+    await _raises(gw.get_external_ip_address(), RemoteProtocolError)
     assert fake.actions() == ["GetExternalIPAddress"]  # not followed
 
 
@@ -173,11 +163,10 @@ async def test_huge_body_is_refused_quickly_in_bounded_memory(
     fake.quirks.huge_body = 200_000_000
     tracemalloc.start()
     try:
-        _, elapsed = await _timed(gw.get_external_ip_address(), ResponseTooLarge)
+        await _raises(gw.get_external_ip_address(), ResponseTooLarge)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert elapsed < TIMEOUT + MARGIN
     assert peak < 20 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
 
 
@@ -185,13 +174,10 @@ async def test_huge_description_is_refused() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(huge_body=200_000_000)) as fake:
         tracemalloc.start()
         try:
-            _, elapsed = await _timed(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), ResponseTooLarge
-            )
+            await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), ResponseTooLarge)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert elapsed < TIMEOUT + MARGIN
         assert peak < 20 * 1024 * 1024
 
 
@@ -200,7 +186,7 @@ async def test_oversized_chunked_body_without_length_is_capped() -> None:
     big = b"<root>" + b"x" * (3 << 20) + b"</root>"
     q = Quirks(chunked=True, description_body=big)
     async with FakeIGD("127.0.0.1", quirks=q) as fake:
-        await _timed(Gateway.from_location(fake.location, timeout=5.0), ResponseTooLarge)
+        await _raises(Gateway.from_location(fake.location, timeout=5.0), ResponseTooLarge)
 
 
 # -- hostile descriptions ---------------------------------------------------------------
@@ -259,14 +245,14 @@ async def test_hostile_description(body: bytes) -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(description_body=body)) as fake:
         tracemalloc.start()
         try:
-            exc, elapsed = await _timed(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), IGDError
+            exc = await _raises(
+                Gateway.from_location(fake.location, timeout=TIMEOUT), IGDError, guard=CPU_GUARD
             )
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert elapsed < TIMEOUT + MARGIN
         assert peak < 30 * 1024 * 1024
+        assert [(r.method, r.path) for r in fake.requests] == [("GET", "/rootDesc.xml")]
         # A description without a WAN service is "not supported"; anything else hostile
         # or malformed is a protocol error.
         assert isinstance(exc, RemoteProtocolError | ActionNotSupported)
@@ -282,7 +268,7 @@ async def test_description_with_foreign_control_url_is_refused() -> None:
             fake.control_path.encode(), b"http://127.0.0.9:80" + fake.control_path.encode()
         )
         fake.quirks.description_body = desc
-        await _timed(Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError)
+        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError)
 
 
 # -- hostile SOAP replies ---------------------------------------------------------------
@@ -305,8 +291,8 @@ SOAP_BODIES = {
 async def test_hostile_soap_body(gw_and_fake: tuple[Gateway, FakeIGD], body: bytes) -> None:
     gw, fake = gw_and_fake
     fake.quirks.soap_body = body
-    _, elapsed = await _timed(gw.get_external_ip_address(), RemoteProtocolError)
-    assert elapsed < TIMEOUT + MARGIN
+    await _raises(gw.get_external_ip_address(), RemoteProtocolError, guard=CPU_GUARD)
+    assert fake.actions() == ["GetExternalIPAddress"]
 
 
 async def test_fault_without_code(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
@@ -317,7 +303,7 @@ async def test_fault_without_code(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
         b'<UPnPError xmlns="urn:schemas-upnp-org:control-1-0"><errorCode>lots</errorCode>'
         b"</UPnPError></detail></s:Fault></s:Body></s:Envelope>"
     )
-    await _timed(gw.get_external_ip_address(), IGDError)
+    await _raises(gw.get_external_ip_address(), IGDError)
 
 
 # -- lying values -----------------------------------------------------------------------
@@ -327,7 +313,7 @@ async def test_fault_without_code(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
 async def test_external_ip_unavailable(gw_and_fake: tuple[Gateway, FakeIGD], value: str) -> None:
     gw, fake = gw_and_fake
     fake.quirks.external_ip_value = value
-    await _timed(gw.get_external_ip_address(), ExternalIPUnavailable)
+    await _raises(gw.get_external_ip_address(), ExternalIPUnavailable)
 
 
 @pytest.mark.parametrize(
@@ -336,7 +322,7 @@ async def test_external_ip_unavailable(gw_and_fake: tuple[Gateway, FakeIGD], val
 async def test_external_ip_lies(gw_and_fake: tuple[Gateway, FakeIGD], value: str) -> None:
     gw, fake = gw_and_fake
     fake.quirks.external_ip_value = value
-    exc, _ = await _timed(gw.get_external_ip_address(), RemoteProtocolError)
+    exc = await _raises(gw.get_external_ip_address(), RemoteProtocolError)
     assert len(str(exc)) < 300  # the lie is quoted, bounded
 
 
@@ -352,7 +338,7 @@ async def test_endless_entries_terminates() -> None:
 async def test_fail_actions_add_port_mapping(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
-    exc, _ = await _timed(gw.add_port_mapping(6000, "TCP", 6000, "192.168.1.5"), ActionFailed)
+    exc = await _raises(gw.add_port_mapping(6000, "TCP", 6000, "192.168.1.5"), ActionFailed)
     assert isinstance(exc, UPnPError)
     assert exc.code == 501
     assert exc.action == "AddPortMapping"
@@ -366,7 +352,7 @@ async def test_unknown_fault_code_is_generic_upnp_error(
 ) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"GetExternalIPAddress": 899}
-    exc, _ = await _timed(gw.get_external_ip_address(), UPnPError)
+    exc = await _raises(gw.get_external_ip_address(), UPnPError)
     assert type(exc) is UPnPError
     assert exc.code == 899
 
@@ -377,7 +363,7 @@ async def test_map_port_with_failing_add_leaves_nothing(
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
     async with PortMapper(gw) as pm:
-        await _timed(pm.keep(6000, internal_client="127.0.0.1"), ActionFailed)
+        await _raises(pm.keep(6000, internal_client="127.0.0.1"), ActionFailed)
         assert fake.mappings == {}
         assert pm.active() == []
         assert pm.kept() == []
@@ -399,8 +385,10 @@ async def test_map_port_against_hostile_gateway_is_typed_and_bounded(
     gw, fake = gw_and_fake
     for name, value in quirk.items():
         setattr(fake.quirks, name, value)
-    # Several requests may each take up to the timeout (enumeration, add, cleanup).
+    # Several requests may each take up to the timeout (probe, add, cleanup check), so the
+    # guard is wider; what is bounded is the requests: a cold map is 5-6 (README), and a
+    # failed add adds one check, never a retry loop.
     async with PortMapper(gw) as pm:
-        _, elapsed = await _timed(pm.map_port(6001, internal_client="127.0.0.1"), IGDError)
-        assert elapsed < 4 * TIMEOUT + 3.0
+        await _raises(pm.map_port(6001, internal_client="127.0.0.1"), IGDError, guard=15.0)
+        assert 1 <= len(fake.actions()) <= 8, fake.actions()
         assert pm.kept() == []

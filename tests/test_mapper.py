@@ -654,7 +654,8 @@ async def test_close_with_gateway_hanging_returns_failures() -> None:
             fake.quirks.hang_actions = frozenset({"DeletePortMapping"})
             t0 = time.monotonic()
             failed = await pm.close()
-            assert time.monotonic() - t0 < 5.0  # the cleanup timeout, not the 10 s HTTP one
+            # Generous over the 3 s cleanup timeout, below the 10 s HTTP one it must not wait for.
+            assert time.monotonic() - t0 < 8.0
         finally:
             await pm.close(release=False)
         assert len(failed) == 1

@@ -7,7 +7,9 @@
   flat, no keeper task left behind, nothing left on the gateway.
 
 The fake records every request; the tests clear that record as they go so that the fake's
-own bookkeeping does not count as growth. Memory and fd figures are printed for the report.
+own bookkeeping does not count as growth. Memory and fd figures are printed for the report;
+so is the time taken, which is not asserted (a loaded machine is slower, not leakier): a
+generous guard only turns a runaway into a failure.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from aioigd.testing import FakeIGD
 from tests.conftest import loopback_search
 
 DISCOVERY_RUNS = 1000
-DISCOVERY_BUDGET = 30.0  # seconds, tracemalloc included
+GUARD = 300.0  # seconds for a whole soak test: a runaway, not a budget (idle: ~10 s and ~3 s)
 MEMORY_MARGIN = 1 << 20  # bytes of growth allowed between run 100 and run 1,000
 MAPPING_CYCLES = 2000
-MAPPING_BUDGET = 30.0
 OBJECT_MARGIN = 1000  # live objects allowed to appear between cycle 100 and cycle 2,000
 
 
@@ -73,7 +74,7 @@ async def test_thousand_discoveries_flat_memory_and_fds(
             fake_igd.requests.clear()
             if run in (100, DISCOVERY_RUNS):
                 mem[run] = traced()
-            assert time.monotonic() - t0 < DISCOVERY_BUDGET * 2, f"stuck at run {run}"
+            assert time.monotonic() - t0 < GUARD, f"stuck at run {run}"
         elapsed = time.monotonic() - t0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -93,7 +94,6 @@ async def test_thousand_discoveries_flat_memory_and_fds(
     assert growth < MEMORY_MARGIN, f"memory grew {growth} bytes from run 100 to 1,000"
     assert fds_after == fds_before
     assert tasks_after == tasks_before
-    assert elapsed < DISCOVERY_BUDGET, f"{DISCOVERY_RUNS} discoveries took {elapsed:.1f} s"
 
 
 async def test_two_thousand_map_release_cycles_leave_nothing(
@@ -123,7 +123,7 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
                 gc.collect()
                 fds_at[cycle] = open_fds()
                 objects_at[cycle] = len(gc.get_objects())
-            assert time.monotonic() - t0 < MAPPING_BUDGET * 2, f"stuck at cycle {cycle}"
+            assert time.monotonic() - t0 < GUARD, f"stuck at cycle {cycle}"
         elapsed = time.monotonic() - t0
         assert pm.active() == []
         stats = gw.session.stats
@@ -149,4 +149,3 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
     assert grown < OBJECT_MARGIN, f"{grown} more live objects after {MAPPING_CYCLES} cycles"
     # The session is reused: connections stay far below requests (the fake keeps them alive).
     assert stats.connections <= 8 < stats.requests
-    assert elapsed < MAPPING_BUDGET, f"{MAPPING_CYCLES} cycles took {elapsed:.1f} s"

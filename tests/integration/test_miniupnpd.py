@@ -30,7 +30,10 @@ from tests.netlab import NO_MINISSDPD, Lab, namespace_env
 
 MakeLab = Callable[..., Lab]
 
-DISCOVERY_BOUND = 1.5  # seconds; miniupnpd answers after ~50 ms, the search timeout is 3 s
+# miniupnpd answers ~50 ms after an M-SEARCH. The search window is far longer than the bound,
+# so returning inside the bound is returning on the first answer, also on a loaded machine.
+DISCOVERY_WINDOW = 30.0
+DISCOVERY_BOUND = 10.0
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -156,11 +159,11 @@ def test_discover_finds_r1(make_lab: MakeLab, extra: list[str]) -> None:
     lab = make_lab(1)
     r1 = lab.router(1)
     start = time.monotonic()
-    proc = aioigd(lab, "discover", "--json", "--timeout", "3", *extra)
+    proc = aioigd(lab, "discover", "--json", "--timeout", str(DISCOVERY_WINDOW), *extra)
     elapsed = time.monotonic() - start
     print(f"aioigd discover {' '.join(extra)}: {elapsed * 1000:.0f} ms wall (with interpreter)")
     assert proc.returncode == ExitCode.OK, proc.stderr
-    # Returned on the first answer, not at the 3 s timeout (wall time includes ~0.3 s startup).
+    # Returned on the first answer, not at the end of the window (wall time includes startup).
     assert elapsed < DISCOVERY_BOUND
     (found,) = json_lines(proc.stdout)
     assert found["location"] == r1.location
@@ -175,7 +178,7 @@ import aioigd
 
 async def main():
     for multicast in (True, False):
-        opts = aioigd.SearchOptions(timeout=3.0, multicast=multicast)
+        opts = aioigd.SearchOptions(timeout=WINDOW, multicast=multicast)
         start = time.monotonic()
         gw = await aioigd.discover(opts)
         elapsed = time.monotonic() - start
@@ -183,11 +186,11 @@ async def main():
         print(json.dumps({"multicast": multicast, "location": gw.location, "seconds": elapsed}))
 
 asyncio.run(main())
-"""
+""".replace("WINDOW", str(DISCOVERY_WINDOW))
 
 
 def test_discover_returns_on_first_answer(make_lab: MakeLab) -> None:
-    """miniupnpd answers ~50 ms after an M-SEARCH: discover() must not sit out its 3 s timeout.
+    """miniupnpd answers ~50 ms after an M-SEARCH: discover() must not sit out its window.
 
     (Python 3.11's ``asyncio.wait_for`` can swallow the cancellation that ends the search, which
     made discover() always run to its timeout with multicast; fixed in ef51f17.)
@@ -390,7 +393,8 @@ def test_library_mapped_and_reboot_renewal(make_lab: MakeLab, tmp_path: Path) ->
         assert back["event"] == "back", back
         assert (back["internal_client"], back["internal_port"]) == (lab.client_ip, 8101)
         print(f"mapping back {back['seconds']:.2f} s after the reboot")
-        assert back["seconds"] < 5  # renewal at half of the 4 s lease
+        # Back by a renewal (half of the 4 s lease), not by the 300 s check: generous bound.
+        assert back["seconds"] < 30
         # Re-created by a renewal AddPortMapping sent to the new daemon, not left over.
         assert "AddPortMapping: ext port 8101" in lab.miniupnpd_log(1)[log_before:]
         assert lab.upnpc_mappings(1) == [("TCP", 8101, lab.client_ip, 8101)]
