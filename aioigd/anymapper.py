@@ -87,8 +87,10 @@ class Candidate:
         *,
         check_interval: float | None,
         rediscovery: SearchOptions | None = None,
+        behind_nat: bool = False,
     ) -> LayerMapper:
-        """A mapper that owns this candidate's gateway or client."""
+        """A mapper that owns this candidate's gateway or client (``behind_nat``: see
+        :class:`~aioigd.pmpmapper.PmpMapper`)."""
         if self.gateway is not None:
             return PortMapper(
                 self.gateway,
@@ -97,7 +99,7 @@ class Candidate:
                 own_gateway=True,
             )
         assert self.client is not None
-        return PmpMapper(self.client, check_interval=check_interval)
+        return PmpMapper(self.client, check_interval=check_interval, behind_nat=behind_nat)
 
     async def aclose(self) -> None:
         """Close what this candidate holds (when it is not used)."""
@@ -302,6 +304,7 @@ async def map_first(
     *,
     check_interval: float | None,
     rediscovery: SearchOptions | None = None,
+    behind_nat: bool = False,
 ) -> tuple[LayerMapper, T]:
     """Map with the first candidate of ``found`` that maps (see the module docstring).
 
@@ -312,7 +315,9 @@ async def map_first(
     try:
         while found.candidates:
             candidate = found.candidates.pop(0)
-            mapper = candidate.mapper(check_interval=check_interval, rediscovery=rediscovery)
+            mapper = candidate.mapper(
+                check_interval=check_interval, rediscovery=rediscovery, behind_nat=behind_nat
+            )
             try:
                 mapping = await do_map(mapper)
             except IGDError as exc:

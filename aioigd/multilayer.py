@@ -356,7 +356,11 @@ class MultiLayerMapper:
             )
 
         mapper, kept = await map_first(
-            found, keep, check_interval=self.check_interval, rediscovery=rediscovery
+            found,
+            keep,
+            check_interval=self.check_interval,
+            rediscovery=rediscovery,
+            behind_nat=layer > 1,
         )
         self._state.mappers.append(mapper)
         log.info("layer %d mapped with %s at %s", layer, kept.current.mechanism, _host_of(mapper))

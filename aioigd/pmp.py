@@ -25,6 +25,7 @@ from .errors import (
     IGDConnectionError,
     IGDError,
     IGDTimeoutError,
+    MappingRefused,
     PmpAddressMismatch,
     PmpError,
     PmpNoResources,
@@ -256,12 +257,14 @@ class PmpClient(abc.ABC):
         nonce: bytes,
         suggested_port: int = 0,
         client_ip: str | None = None,
+        third_party: str | None = None,
         prefer_failure: bool = False,
         timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
     ) -> PmpGrant:
         """Map ``internal_port`` (of ``client_ip``: this host, or behind another NAT
-        that NAT's external address); lifetime 0 deletes."""
+        that NAT's external address; or, PCP only, of another host: ``third_party``);
+        lifetime 0 deletes."""
 
     async def external_ip(self, *, timeout: float = FOREGROUND_TIMEOUT) -> str | None:
         """The gateway's external address (``None``: the protocol does not say apart
@@ -310,6 +313,7 @@ class PcpClient(PmpClient):
         nonce: bytes,
         suggested_port: int = 0,
         client_ip: str | None = None,
+        third_party: str | None = None,
         prefer_failure: bool = False,
         timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
@@ -323,6 +327,7 @@ class PcpClient(PmpClient):
             lifetime=lifetime,
             client_ip=source,
             suggested_port=suggested_port if lifetime else 0,
+            third_party=third_party,
             prefer_failure=prefer_failure and lifetime > 0,
         )
         answer = await self._request(
@@ -392,11 +397,17 @@ class NatPmpClient(PmpClient):
         nonce: bytes,
         suggested_port: int = 0,
         client_ip: str | None = None,
+        third_party: str | None = None,
         prefer_failure: bool = False,
         timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
     ) -> PmpGrant:
         del nonce  # NAT-PMP has none: a mapping is its sender's internal port
+        if third_party is not None:
+            raise MappingRefused(
+                f"NAT-PMP cannot map for {third_party}: it maps only for the host that asks "
+                "(use PCP or UPnP)"
+            )
         answer = await self._request(
             natpmp.encode_map_request(
                 protocol, internal_port, suggested_port if lifetime else 0, lifetime

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
@@ -55,6 +56,13 @@ PERMANENT_LIFETIME = 86400
 _DEFAULT_SECRET = b"aioigd PCP nonce v1"
 
 
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
 def _key(m: Mapping) -> tuple[Protocol, str, int]:
     return (m.protocol, m.internal_client, m.internal_port)
 
@@ -74,6 +82,10 @@ class PmpMapper:
         check_interval: seconds between checks between renewals (``None``: only renew).
         secret: mixed into the mapping nonces (default: a fixed one, see above).
         timeout: seconds a foreground request (map, delete) waits for an answer.
+        behind_nat: the gateway sees this host through another NAT (an upper layer):
+            ``internal_client`` is then that NAT's external address, the source the
+            gateway sees. Otherwise an ``internal_client`` other than this host is a
+            PCP THIRD_PARTY mapping (NAT-PMP cannot make one).
     """
 
     def __init__(
@@ -84,8 +96,10 @@ class PmpMapper:
         own_client: bool = True,
         secret: bytes = _DEFAULT_SECRET,
         timeout: float = FOREGROUND_TIMEOUT,
+        behind_nat: bool = False,
     ) -> None:
         self.client = client
+        self.behind_nat = behind_nat
         self.timeout = timeout
         self._own = own_client
         self._secret = secret
@@ -128,6 +142,14 @@ class PmpMapper:
     def _nonce(self, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
         return derive_nonce(self._secret, client_ip, protocol, internal_port)
 
+    def _who(self, internal_client: str | None) -> tuple[str, str | None]:
+        """(the internal client, the THIRD_PARTY address to send, if any)."""
+        local = self.client.local_address
+        client_ip = internal_client or local
+        if self.behind_nat or _same_address(client_ip, local):
+            return client_ip, None
+        return client_ip, client_ip
+
     async def _map(
         self,
         internal_port: int,
@@ -146,7 +168,7 @@ class PmpMapper:
             raise ValueError(f"internal port must be 1..65535, not {internal_port}")
         proto = Protocol.parse(protocol)
         await self.client.open()
-        client_ip = internal_client or self.client.local_address
+        client_ip, third_party = self._who(internal_client)
         wanted = internal_port if external_port is None else external_port
         requested = lease if lease > 0 else PERMANENT_LIFETIME
         grant = await self.client.map(
@@ -155,7 +177,8 @@ class PmpMapper:
             lifetime=requested,
             nonce=self._nonce(client_ip, proto, internal_port),
             suggested_port=wanted,
-            client_ip=client_ip,
+            client_ip=None if third_party else client_ip,
+            third_party=third_party,
             prefer_failure=strict,
             timeout=BACKGROUND_TIMEOUT if background else self.timeout,
             background=background,
@@ -282,13 +305,16 @@ class PmpMapper:
     async def remove(self, subject: Mapping, *, verify: bool = False) -> None:
         """Delete one of our mappings (lifetime 0, same nonce); a mapping the gateway
         says is not ours (NOT_AUTHORIZED: another nonce) is left alone."""
+        self._seen.pop(_key(subject), None)
+        client_ip, third_party = self._who(subject.internal_client)
         try:
             await self.client.map(
                 subject.protocol,
                 subject.internal_port,
                 lifetime=0,
-                nonce=self._nonce(subject.internal_client, subject.protocol, subject.internal_port),
-                client_ip=subject.internal_client,
+                nonce=self._nonce(client_ip, subject.protocol, subject.internal_port),
+                client_ip=None if third_party else client_ip,
+                third_party=third_party,
                 timeout=self.timeout,
             )
         except PmpNotAuthorized:
@@ -306,13 +332,14 @@ class PmpMapper:
         process) for ``internal_client`` (default: this host)."""
         proto = Protocol.parse(protocol)
         await self.client.open()
-        client_ip = internal_client or self.client.local_address
+        client_ip, third_party = self._who(internal_client)
         await self.client.map(
             proto,
             internal_port,
             lifetime=0,
             nonce=self._nonce(client_ip, proto, internal_port),
-            client_ip=client_ip,
+            client_ip=None if third_party else client_ip,
+            third_party=third_party,
             timeout=self.timeout,
         )
 

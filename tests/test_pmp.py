@@ -14,7 +14,9 @@ from aioigd.anymapper import map_first, parse_protocols, probe_gateway
 from aioigd.errors import (
     IGDConnectionError,
     IGDTimeoutError,
+    MappingRefused,
     PmpAddressMismatch,
+    PmpError,
     PmpNotAuthorized,
     PmpUnsupportedVersion,
     PortInUse,
@@ -224,3 +226,31 @@ async def test_multilayer_upnp_then_pcp() -> None:
             assert result.public_ip == "33.0.0.1"
             assert ("TCP", "10.0.1.2", 7000) in fake.table
         assert fake.table == {} and not igd.mappings
+
+
+async def test_another_lan_host_is_a_third_party_mapping() -> None:
+    """An internal client other than this host: PCP says so with THIRD_PARTY (and the
+    client address field stays ours), NAT-PMP refuses rather than map this host."""
+    async with server(quirks=PcpQuirks(allow_third_party=True)) as fake:
+        async with PmpMapper(pcp(fake)) as mapper:
+            m = await mapper.map_port(7000, internal_client="127.0.0.9")
+            assert m.internal_client == "127.0.0.9"
+            assert ("TCP", "127.0.0.9", 7000) in fake.table
+            await mapper.release(m)
+            assert fake.table == {}
+        fake.quirks.allow_third_party = False
+        async with PmpMapper(pcp(fake)) as mapper:
+            with pytest.raises(PmpError, match="UNSUPP_OPTION"):
+                await mapper.map_port(7000, internal_client="127.0.0.9")
+        async with PmpMapper(natpmp(fake)) as mapper:
+            with pytest.raises(MappingRefused, match="only for the host that asks"):
+                await mapper.map_port(7000, internal_client="127.0.0.9")
+        assert fake.table == {}
+        # Behind another NAT the internal client is that NAT's address: no THIRD_PARTY.
+        fake.quirks.ignore_source = True
+        before = len(fake.requests)
+        async with PmpMapper(pcp(fake), behind_nat=True) as mapper:
+            m = await mapper.map_port(7000, internal_client="10.0.1.2")
+            assert ("TCP", "10.0.1.2", 7000) in fake.table
+            maps = [r.data for r in fake.requests[before:] if r.opcode == 1]
+            assert maps and all(len(data) == 60 for data in maps)  # no option at all

@@ -46,6 +46,8 @@ class PcpQuirks:
     #: Accept a PCP client address that is not the sender's (on loopback a test cannot
     #: put a real NAT in between: the fake plays an upper layer behind one).
     ignore_source: bool = False
+    #: Honour THIRD_PARTY (miniupnpd: ``pcp_allow_thirdparty=yes``); else UNSUPP_OPTION.
+    allow_third_party: bool = False
 
 
 @dataclass
@@ -263,6 +265,11 @@ class FakePcpServer:
         nonce, number, iport, eport, _ = struct.unpack("!12sB3xHH16s", body)
         if client != sender[0] and not self.quirks.ignore_source:
             return [header(12, 30) + body]  # ADDRESS_MISMATCH
+        third = _option(data[60:], 1)
+        if third is not None:
+            if not self.quirks.allow_third_party:
+                return [header(5, 30) + body]  # UNSUPP_OPTION
+            client = _address(third[:16])
         if self.quirks.refuse:
             return [header(self.quirks.refuse, 30) + body]
         protocol = _PROTO_BY_NUMBER.get(number)
@@ -281,14 +288,18 @@ class FakePcpServer:
         return [header(0, entry.lifetime) + reply]
 
 
-def _has_option(options: bytes, code: int) -> bool:
+def _option(options: bytes, code: int) -> bytes | None:
     at = 0
     while at + 4 <= len(options):
         length = int.from_bytes(options[at + 2 : at + 4], "big")
         if options[at] == code:
-            return True
+            return options[at + 4 : at + 4 + length]
         at += 4 + length + (-length % 4)
-    return False
+    return None
+
+
+def _has_option(options: bytes, code: int) -> bool:
+    return _option(options, code) is not None
 
 
 def _address(raw: bytes) -> str:
