@@ -29,17 +29,18 @@ from types import TracebackType
 from typing import Any, Literal
 
 from .discovery import SearchOptions, discover
-from .errors import IGDError
+from .errors import HopsUnavailable, IGDError, NextLayerNotFound
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
-from .models import Mapping, Protocol, is_global_address
+from .models import Mapping, Protocol, StopReason, is_global_address
+from .platform import subnet_gateway_candidates
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
 
-__all__ = ["MultiLayerMapper", "LayeredMapping", "LayerEvent", "MAX_LAYERS"]
+__all__ = ["MultiLayerMapper", "LayeredMapping", "LayerEvent", "StopReason", "MAX_LAYERS"]
 
 log = logging.getLogger("aioigd")
 
@@ -54,13 +55,15 @@ class LayeredMapping:
     """The result of a multi-layer mapping: one :class:`Mapping` per layer, inside out.
 
     ``complete`` is False when climbing stopped early; ``stopped_at`` is then
-    the layer number (1-based) that could not be mapped and ``reason`` says why.
+    the layer number (1-based) that could not be mapped, ``reason`` says why and
+    ``stop_reason`` is the why as a :class:`StopReason`.
     """
 
     layers: tuple[Mapping, ...]
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
+    stop_reason: StopReason | None = None
 
     @property
     def public_ip(self) -> str | None:
@@ -88,6 +91,7 @@ class LayeredMapping:
         if not self.complete:
             out["stopped_at"] = self.stopped_at
             out["reason"] = self.reason
+            out["stop_reason"] = self.stop_reason.value if self.stop_reason else None
         return out
 
 
@@ -117,6 +121,7 @@ class _State:
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
+    stop_reason: StopReason | None = None
 
 
 class MultiLayerMapper:
@@ -188,6 +193,7 @@ class MultiLayerMapper:
         self._closing = False
         #: Per layer: the SSDP target it was found at (for finding it again).
         self._found_at: dict[Gateway, tuple[str, int]] = {}
+        self._tried_subnet: set[str] = set()
 
     # -- finding gateways ------------------------------------------------------
     def _hint(self, layer: int) -> str | None:
@@ -224,7 +230,7 @@ class MultiLayerMapper:
         ]
 
     async def _probe(self, target: str, ttl: int) -> _Probe:
-        hop = await probe_hop(target, ttl)
+        hop = await probe_hop(target, ttl)  # HopsUnavailable where no hop finder works here
         if hop is None or hop.reached_target:
             return None, None
         try:
@@ -233,30 +239,71 @@ class MultiLayerMapper:
             return hop.address, None
 
     async def _next_gateway(self, layer: int) -> Gateway:
-        """Find layer ``layer``'s IGD: the caller's hint, else the nearest answering hop."""
+        """Find layer ``layer``'s IGD: the caller's hint, else the nearest answering hop,
+        else the .1/.254 of the layer below's external /24."""
         hint = self._hint(layer)
         if hint:
             return await self._from_hint(hint)
         if self.probe_target is None:
-            raise IGDError(f"no gateway given for layer {layer} and tracing is off")
+            raise NextLayerNotFound(
+                f"no gateway given for layer {layer} and tracing is off", StopReason.TRACING_OFF
+            )
+        try:
+            return await self._traced_gateway()
+        except NextLayerNotFound as exc:
+            found = await self._subnet_gateway()
+            if found is None:
+                raise
+            log.info("layer %d: %s; found %s in the /24 below instead", layer, exc, found.host)
+            return found
+
+    async def _traced_gateway(self) -> Gateway:
+        assert self.probe_target is not None
         if self._probes is None:
             self._probes = self._start_probes(self.probe_target)
         tried: list[str] = []
         # Nearest hop first: a farther IGD must not be mistaken for this layer's.
         for task in list(self._probes):
-            host, gw = await task
+            try:
+                host, gw = await task
+            except HopsUnavailable as exc:
+                raise NextLayerNotFound(str(exc), StopReason.HOPS_UNAVAILABLE) from exc
             if host is None:
                 continue
-            if gw is None or any(
-                g.host == host or (gw.udn and g.udn == gw.udn) for g in self.gateways
-            ):
+            if gw is None or self._is_ours(host, gw):
                 tried.append(host)
                 continue
             self._probes.remove(task)  # it is ours now; the rest are closed after map()
             return gw
         if not tried:
-            raise IGDError(f"traceroute towards {self.probe_target} found no further router")
-        raise IGDError(f"no further IGD answered (hops tried: {', '.join(tried)})")
+            raise NextLayerNotFound(
+                f"traceroute towards {self.probe_target} found no further router",
+                StopReason.NO_FURTHER_ROUTER,
+            )
+        raise NextLayerNotFound(f"no further IGD answered (hops tried: {', '.join(tried)})")
+
+    def _is_ours(self, host: str, gw: Gateway) -> bool:
+        return any(g.host == host or (gw.udn and g.udn == gw.udn) for g in self.gateways)
+
+    async def _subnet_gateway(self) -> Gateway | None:
+        """The .1 or .254 of the private /24 the layer below sits in, if an IGD answers
+        there (the cheap guess where hops cannot be traced or did not answer)."""
+        below = self._state.kept[-1].current.external_ip if self._state.kept else None
+        hosts = [h for h in subnet_gateway_candidates(below) if h not in self._tried_subnet]
+        self._tried_subnet.update(hosts)
+        answers = await asyncio.gather(
+            *(self._from_hint(f"{h}:{SSDP_PORT}") for h in hosts), return_exceptions=True
+        )
+        found: Gateway | None = None
+        for host, gw in zip(hosts, answers, strict=True):
+            if isinstance(gw, BaseException):
+                if not isinstance(gw, IGDError):
+                    raise gw
+            elif found is None and not self._is_ours(host, gw):
+                found = gw  # .1 before .254
+            else:
+                await gw.close()
+        return found
 
     async def _close_probes(self) -> None:
         probes, self._probes = self._probes or [], None
@@ -325,11 +372,16 @@ class MultiLayerMapper:
                 layer += 1
                 below = kept.current
                 if below.external_ip is None:
-                    return self._finish(layer, f"layer {layer - 1} reports no external address")
+                    return self._finish(
+                        layer,
+                        f"layer {layer - 1} reports no external address",
+                        StopReason.NO_EXTERNAL_ADDRESS,
+                    )
                 try:
                     gw = await self._next_gateway(layer)
                 except IGDError as exc:
-                    return self._finish(layer, f"no gateway found: {exc}")
+                    why = exc.reason if isinstance(exc, NextLayerNotFound) else None
+                    return self._finish(layer, f"no gateway found: {exc}", why)
                 mapper = self._mapper(gw, layer)
                 try:
                     kept = await mapper.keep(
@@ -341,7 +393,9 @@ class MultiLayerMapper:
                         internal_client=below.external_ip,
                     )
                 except IGDError as exc:
-                    return self._finish(layer, f"mapping at {gw.host} failed: {exc}")
+                    return self._finish(
+                        layer, f"mapping at {gw.host} failed: {exc}", StopReason.MAPPING_FAILED
+                    )
                 state.kept.append(kept)
             return self._finish()
         except BaseException:
@@ -350,11 +404,14 @@ class MultiLayerMapper:
         finally:
             await self._close_probes()
 
-    def _finish(self, layer: int | None = None, reason: str = "") -> LayeredMapping:
+    def _finish(
+        self, layer: int | None = None, reason: str = "", stop: StopReason | None = None
+    ) -> LayeredMapping:
         if layer is not None:
             log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
             self._state.complete, self._state.stopped_at = False, layer
             self._state.reason = reason
+            self._state.stop_reason = stop or StopReason.NO_GATEWAY
         self._update_result()
         self._watcher = asyncio.create_task(self._watch(), name="aioigd-multilayer")
         assert self.result is not None
@@ -367,6 +424,7 @@ class MultiLayerMapper:
             complete=st.complete,
             stopped_at=st.stopped_at,
             reason=st.reason,
+            stop_reason=st.stop_reason,
         )
 
     # -- keeping every layer in step ------------------------------------------------
@@ -431,6 +489,7 @@ class MultiLayerMapper:
                 del st.kept[layer:]
                 st.complete, st.stopped_at = False, layer + 1
                 st.reason = f"re-mapping at {mapper.gateway.host} failed: {exc}"
+                st.stop_reason = StopReason.REMAP_FAILED
                 self._update_result()
                 return
             st.kept[layer] = kept
@@ -473,6 +532,7 @@ class MultiLayerMapper:
                 await asyncio.wait({watcher}, timeout=1.0)
                 await stop_task(watcher)
             self._state = _State()
+            self._tried_subnet.clear()
             self._hub.close()
             self._hub = EventHub()
             self._closing = False

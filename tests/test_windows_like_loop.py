@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aioigd.multilayer import MultiLayerMapper
+from aioigd.multilayer import MultiLayerMapper, StopReason
 from aioigd.testing import FakeIGD
 from tests.test_cli import ROOT, ThreadedFakes, json_lines, run_cli
 from tests.winloop import WindowsLikeLoop, install
@@ -90,6 +90,25 @@ def test_fake_three_layer_map_completes() -> None:
     with asyncio.Runner(loop_factory=WindowsLikeLoop) as runner:
         held, after = runner.run(_three_layers())
     assert held == [1, 1, 1] and after == [0, 0, 0]
+
+
+async def _traced() -> tuple[int, bool, StopReason | None, str]:
+    async with FakeIGD("127.0.0.2", external_ip="10.0.0.2") as fake:
+        # Tracing towards loopback: the target answers at TTL 1, so there is no further
+        # router; the hop finder must get there without add_reader.
+        m = MultiLayerMapper(7000, via=[fake.location], probe_target="127.0.0.1", layers=2)
+        result = await m.map()
+        try:
+            return len(result.layers), result.complete, result.stop_reason, result.reason
+        finally:
+            assert await m.release() == []
+
+
+def test_traced_map_gives_a_typed_partial_result_not_a_crash() -> None:
+    with asyncio.Runner(loop_factory=WindowsLikeLoop) as runner:
+        layers, complete, stop, reason = runner.run(_traced())
+    assert (layers, complete, stop) == (1, False, StopReason.NO_FURTHER_ROUTER), reason
+    assert "no further router" in reason
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
