@@ -189,14 +189,23 @@ def sysctl_route_dump(family: int = 0) -> bytes:
     if sys.platform != "darwin":
         raise OSError("the PF_ROUTE sysctl dump is read on macOS only")
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.sysctl.argtypes = [
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
+    libc.sysctl.restype = ctypes.c_int
     mib = (ctypes.c_int * 6)(CTL_NET, PF_ROUTE, 0, family, NET_RT_FLAGS, RTF_GATEWAY)
     for _ in range(3):  # the table can grow between the size query and the read
         size = ctypes.c_size_t(0)
-        if libc.sysctl(mib, 6, None, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+        if libc.sysctl(mib, 6, None, ctypes.byref(size), None, 0) != 0:
             raise OSError(ctypes.get_errno(), "sysctl(NET_RT_FLAGS) size")
         size.value = min(size.value * 2 + 1024, MAX_DUMP_BYTES)
         buf = ctypes.create_string_buffer(size.value)
-        if libc.sysctl(mib, 6, buf, ctypes.byref(size), None, ctypes.c_size_t(0)) == 0:
+        if libc.sysctl(mib, 6, buf, ctypes.byref(size), None, 0) == 0:
             return buf.raw[: size.value]
         err = ctypes.get_errno()
         if err != 12:  # ENOMEM: grown meanwhile, ask again

@@ -222,11 +222,42 @@ def answer_from_reply(address: str, status: int, target: str) -> HopAnswer | Non
     return None
 
 
+def _iphlpapi() -> ctypes.CDLL:
+    """iphlpapi.dll with the prototypes we call (pointers stay 64-bit; no int truncation)."""
+    if sys.platform != "win32":
+        raise OSError("iphlpapi exists on Windows only")
+    dll = ctypes.WinDLL("iphlpapi", use_last_error=True)
+    dll.GetIpForwardTable2.argtypes = [ctypes.c_ushort, ctypes.POINTER(ctypes.c_void_p)]
+    dll.GetIpForwardTable2.restype = ctypes.c_ulong
+    dll.FreeMibTable.argtypes = [ctypes.c_void_p]
+    dll.FreeMibTable.restype = None
+    dll.IcmpCreateFile.argtypes = []
+    dll.IcmpCreateFile.restype = ctypes.c_void_p
+    dll.IcmpCloseHandle.argtypes = [ctypes.c_void_p]
+    dll.IcmpCloseHandle.restype = ctypes.c_int
+    dll.IcmpSendEcho2.argtypes = [
+        ctypes.c_void_p,  # IcmpHandle
+        ctypes.c_void_p,  # Event
+        ctypes.c_void_p,  # ApcRoutine
+        ctypes.c_void_p,  # ApcContext
+        ctypes.c_uint32,  # DestinationAddress (IPAddr)
+        ctypes.c_void_p,  # RequestData
+        ctypes.c_ushort,  # RequestSize
+        ctypes.POINTER(IP_OPTION_INFORMATION),  # RequestOptions
+        ctypes.c_void_p,  # ReplyBuffer
+        ctypes.c_uint32,  # ReplySize
+        ctypes.c_uint32,  # Timeout (ms)
+    ]
+    dll.IcmpSendEcho2.restype = ctypes.c_uint32
+    return dll
+
+
 def default_routes() -> list[Route]:
     """Windows' IPv4/IPv6 default routes by route metric; empty where none can be read."""
-    if sys.platform != "win32":
+    try:
+        iphlpapi = _iphlpapi()
+    except OSError:
         return []
-    iphlpapi = ctypes.WinDLL("iphlpapi")
     table = ctypes.c_void_p()
     if iphlpapi.GetIpForwardTable2(AF_UNSPEC, ctypes.byref(table)) != 0 or not table.value:
         return []
@@ -247,8 +278,7 @@ class IcmpSendEchoFinder:
     def _blocking(self, target: str, ttl: int, wait: float) -> HopAnswer | None:
         if sys.platform != "win32":
             raise HopsUnavailable("IcmpSendEcho2 exists on Windows only")
-        iphlpapi = ctypes.WinDLL("iphlpapi", use_last_error=True)
-        iphlpapi.IcmpCreateFile.restype = ctypes.c_void_p
+        iphlpapi = _iphlpapi()
         handle = iphlpapi.IcmpCreateFile()
         if not handle or handle == ctypes.c_void_p(-1).value:
             raise OSError(ctypes.get_last_error(), "IcmpCreateFile")
@@ -258,24 +288,24 @@ class IcmpSendEchoFinder:
             # IPAddr is the address in network byte order, read as a little-endian ULONG.
             dest = int.from_bytes(socket.inet_aton(target), "little")
             count = iphlpapi.IcmpSendEcho2(
-                ctypes.c_void_p(handle),
+                handle,
                 None,
                 None,
                 None,
-                ctypes.c_uint32(dest),
+                dest,
                 _PAYLOAD,
-                ctypes.c_ushort(len(_PAYLOAD)),
+                len(_PAYLOAD),
                 ctypes.byref(options),
                 reply,
-                ctypes.c_uint32(len(reply)),
-                ctypes.c_uint32(max(1, int(wait * 1000))),
+                len(reply),
+                max(1, int(wait * 1000)),
             )
             parsed = parse_echo_reply(reply.raw)
             if count == 0 and ctypes.get_last_error() != IP_TTL_EXPIRED_TRANSIT:
                 return None
             return answer_from_reply(*parsed, target) if parsed else None
         finally:
-            iphlpapi.IcmpCloseHandle(ctypes.c_void_p(handle))
+            iphlpapi.IcmpCloseHandle(handle)
 
     async def probe(self, target: str, ttl: int, attempt: int, wait: float) -> HopAnswer | None:
         loop = asyncio.get_running_loop()
