@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 import sys
 
 import pytest
@@ -12,7 +13,7 @@ import aioigd.platform
 import aioigd.traceroute
 from aioigd.errors import HopsUnavailable, NextLayerNotFound
 from aioigd.multilayer import MultiLayerMapper, StopReason
-from aioigd.platform import HopFinder
+from aioigd.platform import HopFinder, bsd
 from aioigd.testing import FakeIGD
 
 
@@ -26,6 +27,31 @@ def test_a_platform_without_hop_finder_says_so(monkeypatch: pytest.MonkeyPatch, 
     with pytest.raises(HopsUnavailable, match=name):
         aioigd.platform.hop_finder()
     assert aioigd.platform.default_routes() == []
+
+
+class _Socket:
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _no_icmp(*args: object) -> None:
+    raise PermissionError(1, "Operation not permitted")
+
+
+def test_macos_gets_icmp_datagrams_never_the_recverr_finder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On macOS option 11 is IP_MULTICAST_LOOP: the old fallback set it, saw no hop and said
+    # "no further router". There the finder is the ICMP one, or a typed refusal.
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(socket, "socket", _Socket)
+    assert isinstance(aioigd.platform.hop_finder(), bsd.IcmpDatagramFinder)
+    monkeypatch.setattr(socket, "socket", _no_icmp)
+    with pytest.raises(HopsUnavailable, match="ICMP datagram sockets are not available"):
+        aioigd.platform.hop_finder()
 
 
 def test_stop_reason_errors_survive_pickle() -> None:
