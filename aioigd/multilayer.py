@@ -193,7 +193,6 @@ class MultiLayerMapper:
         self._closing = False
         #: Per layer: the SSDP target it was found at (for finding it again).
         self._found_at: dict[Gateway, tuple[str, int]] = {}
-        self._tried_subnet: set[str] = set()
 
     # -- finding gateways ------------------------------------------------------
     def _hint(self, layer: int) -> str | None:
@@ -251,7 +250,11 @@ class MultiLayerMapper:
         try:
             return await self._traced_gateway()
         except NextLayerNotFound as exc:
-            found = await self._subnet_gateway()
+            found, tried = await self._subnet_gateway()
+            if found is None and tried:
+                raise NextLayerNotFound(
+                    f"{exc}; no IGD at {' or '.join(tried)}", exc.reason
+                ) from exc
             if found is None:
                 raise
             log.info("layer %d: %s; found %s in the /24 below instead", layer, exc, found.host)
@@ -285,12 +288,12 @@ class MultiLayerMapper:
     def _is_ours(self, host: str, gw: Gateway) -> bool:
         return any(g.host == host or (gw.udn and g.udn == gw.udn) for g in self.gateways)
 
-    async def _subnet_gateway(self) -> Gateway | None:
+    async def _subnet_gateway(self) -> tuple[Gateway | None, list[str]]:
         """The .1 or .254 of the private /24 the layer below sits in, if an IGD answers
-        there (the cheap guess where hops cannot be traced or did not answer)."""
+        there (the cheap guess where hops cannot be traced or did not answer), and the
+        addresses tried."""
         below = self._state.kept[-1].current.external_ip if self._state.kept else None
-        hosts = [h for h in subnet_gateway_candidates(below) if h not in self._tried_subnet]
-        self._tried_subnet.update(hosts)
+        hosts = [h for h in subnet_gateway_candidates(below) if h not in self._used_hosts()]
         answers = await asyncio.gather(
             *(self._from_hint(f"{h}:{SSDP_PORT}") for h in hosts), return_exceptions=True
         )
@@ -303,7 +306,10 @@ class MultiLayerMapper:
                 found = gw  # .1 before .254
             else:
                 await gw.close()
-        return found
+        return found, hosts
+
+    def _used_hosts(self) -> set[str]:
+        return {g.host for g in self.gateways}
 
     async def _close_probes(self) -> None:
         probes, self._probes = self._probes or [], None
@@ -532,7 +538,6 @@ class MultiLayerMapper:
                 await asyncio.wait({watcher}, timeout=1.0)
                 await stop_task(watcher)
             self._state = _State()
-            self._tried_subnet.clear()
             self._hub.close()
             self._hub = EventHub()
             self._closing = False

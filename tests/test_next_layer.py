@@ -75,6 +75,7 @@ async def test_hops_unavailable_is_a_typed_partial_result(
             assert result.stopped_at == 2
             assert result.stop_reason is StopReason.HOPS_UNAVAILABLE
             assert "ICMP datagram sockets are not available" in result.reason
+            assert "no IGD at 10.0.0.1 or 10.0.0.254" in result.reason
             assert result.as_dict()["stop_reason"] == "hops_unavailable"
         finally:
             assert await m.release() == []
