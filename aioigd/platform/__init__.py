@@ -18,7 +18,9 @@ tested on fixtures anywhere; only the functions that call the OS are per platfor
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +33,8 @@ __all__ = [
     "default_routes",
     "hop_finder",
     "order_routes",
+    "interface_names",
+    "interface_name",
     "subnet_gateway_candidates",
 ]
 
@@ -82,6 +86,19 @@ def order_routes(routes: list[Route]) -> list[Route]:
             seen.add((route.version, route.gateway))
             out.append(route)
     return out
+
+
+def interface_names() -> dict[int, str]:
+    """This host's interface indexes and names (empty where they cannot be listed)."""
+    try:
+        return dict(socket.if_nameindex())
+    except (OSError, AttributeError):
+        return {}
+
+
+def interface_name(index: int, names: Mapping[int, str]) -> str | None:
+    """The name of interface ``index`` (its number where unknown; None for 0)."""
+    return names.get(index, str(index)) if index > 0 else None
 
 
 def default_routes() -> list[Route]:

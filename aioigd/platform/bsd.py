@@ -24,9 +24,10 @@ import os
 import random
 import socket
 import sys
+from collections.abc import Mapping
 
 from ..errors import HopsUnavailable
-from . import HopAnswer, HopFinder, Route, order_routes
+from . import HopAnswer, HopFinder, Route, interface_name, interface_names, order_routes
 from .icmp import ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, echo_request, parse_icmp_datagram
 from .probes import SocketProbe, wait_for_answer
 
@@ -122,18 +123,7 @@ def _is_zero(sa: bytes | None) -> bool:
     return found is not None and int(found[1]) == 0
 
 
-def _name(index: int, names: dict[int, str] | None) -> str | None:
-    if index <= 0:
-        return None
-    if names is not None:
-        return names.get(index, str(index))
-    try:
-        return socket.if_indextoname(index)
-    except OSError:
-        return str(index)
-
-
-def parse_route_dump(data: bytes, names: dict[int, str] | None = None) -> list[Route]:
+def parse_route_dump(data: bytes, names: Mapping[int, str] | None = None) -> list[Route]:
     """Default routes in a macOS ``NET_RT_FLAGS`` routing dump (``rt_msghdr`` + sockaddrs).
 
     Up, gatewayed routes whose destination and netmask are zero and whose gateway is
@@ -141,6 +131,7 @@ def parse_route_dump(data: bytes, names: dict[int, str] | None = None) -> list[R
     zone. Interface-scoped defaults (RTF_IFSCOPE) follow the primary one. Malformed
     messages end the parse; never raises.
     """
+    names = names or {}
     head = ctypes.sizeof(RtMsghdr)
     routes: list[Route] = []
     pos = 0
@@ -170,14 +161,14 @@ def parse_route_dump(data: bytes, names: dict[int, str] | None = None) -> list[R
             continue
         if not _is_zero(sockaddrs.get(RTA_NETMASK)):
             continue
-        name = _name(msg.rtm_index, names)
+        name = interface_name(msg.rtm_index, names)
         version, addr = gw
         text = str(addr)
         if isinstance(addr, ipaddress.IPv6Address) and addr.is_link_local:
             packed = bytearray(addr.packed)
             embedded = int.from_bytes(packed[2:4], "big")
             packed[2:4] = b"\0\0"
-            zone = _name(embedded, names) if embedded else name
+            zone = interface_name(embedded, names) if embedded else name
             text = ipaddress.IPv6Address(bytes(packed)).compressed + (f"%{zone}" if zone else "")
         metric = 1 if msg.rtm_flags & RTF_IFSCOPE else 0
         routes.append(Route(version, text, name, metric, 0))
@@ -216,7 +207,7 @@ def sysctl_route_dump(family: int = 0) -> bytes:
 def default_routes() -> list[Route]:
     """macOS's IPv4/IPv6 default routes, primary first; empty where none can be read."""
     try:
-        return order_routes(parse_route_dump(sysctl_route_dump()))
+        return order_routes(parse_route_dump(sysctl_route_dump(), interface_names()))
     except OSError:
         return []
 

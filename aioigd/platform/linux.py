@@ -24,10 +24,11 @@ import ipaddress
 import socket
 import struct
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import HopsUnavailable
-from . import HopAnswer, HopFinder, Route, order_routes
+from . import HopAnswer, HopFinder, Route, interface_name, interface_names, order_routes
 from .icmp import ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_TIME_EXCEEDED, echo_request
 from .probes import SocketProbe, wait_for_answer
 
@@ -97,17 +98,6 @@ def _u32(attrs: dict[int, bytes], kind: int, default: int) -> int:
     return int.from_bytes(raw, sys.byteorder) if len(raw) == 4 else default
 
 
-def _ifname(index: int, names: dict[int, str] | None) -> str | None:
-    if index <= 0:
-        return None
-    if names is not None:
-        return names.get(index, str(index))
-    try:
-        return socket.if_indextoname(index)
-    except OSError:
-        return str(index)
-
-
 def _gateway(version: int, raw: bytes, ifname: str | None) -> str | None:
     if len(raw) != (4 if version == 4 else 16):
         return None
@@ -117,13 +107,15 @@ def _gateway(version: int, raw: bytes, ifname: str | None) -> str | None:
     return f"{addr.compressed}%{ifname}" if addr.is_link_local and ifname else addr.compressed
 
 
-def parse_rtnetlink_routes(data: bytes, names: dict[int, str] | None = None) -> list[Route]:
+def parse_rtnetlink_routes(data: bytes, names: Mapping[int, str] | None = None) -> list[Route]:
     """Default routes in a ``RTM_NEWROUTE`` dump (one or more netlink messages).
 
     Unicast routes with a zero-length destination and a gateway (or a multipath
     gateway), not dead or link-down; every table. ``names`` maps interface indexes
-    to names (default: ask the OS). Malformed messages end the parse; never raises.
+    to names (:func:`~aioigd.platform.interface_names`; else numbers). Malformed
+    messages end the parse; never raises.
     """
+    names = names or {}
     routes: list[Route] = []
     pos = 0
     while pos + _NLMSGHDR.size <= len(data):
@@ -159,7 +151,7 @@ def parse_rtnetlink_routes(data: bytes, names: dict[int, str] | None = None) -> 
                 hops.append((nh_if, nh_attrs[RTA_GATEWAY]))
             at += _align(nh_len)
         for oif, raw in hops:
-            ifname = _ifname(oif, names)
+            ifname = interface_name(oif, names)
             gw = _gateway(version, raw, ifname)
             if gw is not None:
                 routes.append(Route(version, gw, ifname, metric, table))
@@ -201,7 +193,7 @@ def netlink_routes(timeout: float = 2.0) -> list[Route]:
             data += chunk
             if _dump_done(chunk):
                 break
-    return parse_rtnetlink_routes(bytes(data))
+    return parse_rtnetlink_routes(bytes(data), interface_names())
 
 
 def parse_proc_net_route(text: str) -> list[str]:

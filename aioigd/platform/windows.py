@@ -21,9 +21,10 @@ import ctypes
 import ipaddress
 import socket
 import sys
+from collections.abc import Mapping
 
 from ..errors import HopsUnavailable
-from . import HopAnswer, HopFinder, Route, order_routes
+from . import HopAnswer, HopFinder, Route, interface_name, interface_names, order_routes
 from .icmp import _PAYLOAD
 
 __all__ = [
@@ -160,24 +161,14 @@ def _next_hop(addr: SOCKADDR_INET) -> tuple[int, str, int] | None:
     return None
 
 
-def _name(index: int, names: dict[int, str] | None) -> str | None:
-    if index <= 0:
-        return None
-    if names is not None:
-        return names.get(index, str(index))
-    try:
-        return socket.if_indextoname(index)
-    except (OSError, AttributeError):
-        return str(index)
-
-
-def parse_forward_table(data: bytes, names: dict[int, str] | None = None) -> list[Route]:
+def parse_forward_table(data: bytes, names: Mapping[int, str] | None = None) -> list[Route]:
     """Default routes in a ``MIB_IPFORWARD_TABLE2`` (count, then rows).
 
     Rows with prefix length 0 and a non-zero next hop, not loopback. An IPv6
     link-local next hop gets the interface index as its zone (``fe80::1%12``: what
     Windows resolves). ``names`` maps interface indexes to names. Never raises.
     """
+    names = names or {}
     if len(data) < 4:
         return []
     count = min(int.from_bytes(data[:4], "little"), MAX_ROWS)
@@ -196,7 +187,9 @@ def parse_forward_table(data: bytes, names: dict[int, str] | None = None) -> lis
         version, text, _ = hop
         if version == 6 and ipaddress.IPv6Address(text).is_link_local:
             text = f"{text}%{row.InterfaceIndex}"
-        routes.append(Route(version, text, _name(row.InterfaceIndex, names), row.Metric, 0))
+        routes.append(
+            Route(version, text, interface_name(row.InterfaceIndex, names), row.Metric, 0)
+        )
     return routes
 
 
@@ -267,7 +260,7 @@ def default_routes() -> list[Route]:
         data = ctypes.string_at(table.value, size)
     finally:
         iphlpapi.FreeMibTable(table)
-    return order_routes(parse_forward_table(data))
+    return order_routes(parse_forward_table(data, interface_names()))
 
 
 class IcmpSendEchoFinder:
