@@ -4,8 +4,9 @@ Routes: ``GetIpForwardTable2(AF_UNSPEC)`` (iphlpapi, Vista+) returns a
 ``MIB_IPFORWARD_TABLE2``: a ULONG count, then (8-aligned) that many
 ``MIB_IPFORWARD_ROW2`` of 104 bytes (netioapi.h; ``SOCKADDR_INET`` from ws2ipdef.h,
 28 bytes; ``IP_ADDRESS_PREFIX`` 32 bytes). A default route has prefix length 0
-and a non-zero next hop. The metric is the route's own (Windows adds the
-interface metric when it chooses; routes are ordered by the route metric).
+and a non-zero next hop. The metric is the route's own; Windows adds the
+interface metric when it chooses, so ``GetBestRoute2`` (same row layout) is asked
+which default it would take, and that one goes first.
 
 Hops: ``IcmpSendEcho2`` with the TTL in ``IP_OPTION_INFORMATION``, one blocking call
 per probe in the default executor (Windows' Proactor loop has no ``add_reader``).
@@ -36,6 +37,9 @@ __all__ = [
     "IP_OPTION_INFORMATION",
     "ICMP_ECHO_REPLY",
     "parse_forward_table",
+    "row_route",
+    "best_first",
+    "best_route",
     "parse_echo_reply",
     "default_routes",
     "hop_finder",
@@ -181,16 +185,31 @@ def parse_forward_table(data: bytes, names: Mapping[int, str] | None = None) -> 
         row = MIB_IPFORWARD_ROW2.from_buffer_copy(data, at)
         if row.DestinationPrefix.PrefixLength != 0 or row.Loopback:
             continue
-        hop = _next_hop(row.NextHop)
-        if hop is None:
-            continue
-        version, text, _ = hop
-        if version == 6 and ipaddress.IPv6Address(text).is_link_local:
-            text = f"{text}%{row.InterfaceIndex}"
-        routes.append(
-            Route(version, text, interface_name(row.InterfaceIndex, names), row.Metric, 0)
-        )
+        route = row_route(row, names)
+        if route is not None:
+            routes.append(route)
     return routes
+
+
+def row_route(row: MIB_IPFORWARD_ROW2, names: Mapping[int, str]) -> Route | None:
+    """The route a ``MIB_IPFORWARD_ROW2`` names, or None without a next hop."""
+    hop = _next_hop(row.NextHop)
+    if hop is None:
+        return None
+    version, text, _ = hop
+    if version == 6 and ipaddress.IPv6Address(text).is_link_local:
+        text = f"{text}%{row.InterfaceIndex}"
+    return Route(version, text, interface_name(row.InterfaceIndex, names), row.Metric, 0)
+
+
+def best_first(routes: list[Route], best: list[Route]) -> list[Route]:
+    """``routes`` with the gateways Windows itself would use (``best``) first, per family.
+
+    The route metric alone does not say which default wins: Windows adds the interface
+    metric, so :func:`GetBestRoute2`'s answer decides the first one.
+    """
+    chosen = {(r.version, r.gateway) for r in best}
+    return sorted(routes, key=lambda r: (r.version, r.gateway) not in chosen)
 
 
 def parse_echo_reply(data: bytes) -> tuple[str, int] | None:
@@ -222,6 +241,16 @@ def _iphlpapi() -> ctypes.CDLL:
     dll = ctypes.WinDLL("iphlpapi", use_last_error=True)
     dll.GetIpForwardTable2.argtypes = [ctypes.c_ushort, ctypes.POINTER(ctypes.c_void_p)]
     dll.GetIpForwardTable2.restype = ctypes.c_ulong
+    dll.GetBestRoute2.argtypes = [
+        ctypes.c_void_p,  # InterfaceLuid (NULL: any)
+        ctypes.c_ulong,  # InterfaceIndex (0: any)
+        ctypes.c_void_p,  # SourceAddress (NULL: any)
+        ctypes.POINTER(SOCKADDR_INET),  # DestinationAddress
+        ctypes.c_ulong,  # AddressSortOptions
+        ctypes.POINTER(MIB_IPFORWARD_ROW2),  # BestRoute
+        ctypes.POINTER(SOCKADDR_INET),  # BestSourceAddress
+    ]
+    dll.GetBestRoute2.restype = ctypes.c_ulong
     dll.FreeMibTable.argtypes = [ctypes.c_void_p]
     dll.FreeMibTable.restype = None
     dll.IcmpCreateFile.argtypes = []
@@ -260,7 +289,29 @@ def default_routes() -> list[Route]:
         data = ctypes.string_at(table.value, size)
     finally:
         iphlpapi.FreeMibTable(table)
-    return order_routes(parse_forward_table(data, interface_names()))
+    names = interface_names()
+    best = [r for r in (best_route(iphlpapi, a, names) for a in _BEST_ROUTE_PROBES) if r]
+    return best_first(order_routes(parse_forward_table(data, names)), best)
+
+
+#: Where GetBestRoute2 is asked the way to (documentation addresses: a routing-table
+#: lookup, nothing is sent); any address off every local network takes a default route.
+_BEST_ROUTE_PROBES = ("192.0.2.1", "2001:db8::1")
+
+
+def best_route(dll: ctypes.CDLL, address: str, names: Mapping[int, str]) -> Route | None:
+    dest = SOCKADDR_INET()
+    if ":" in address:
+        dest.Ipv6.sin6_family = AF_INET6_WINDOWS
+        dest.Ipv6.sin6_addr[:] = list(socket.inet_pton(socket.AF_INET6, address))
+    else:
+        dest.Ipv4.sin_family = AF_INET
+        dest.Ipv4.sin_addr[:] = list(socket.inet_aton(address))
+    row, source = MIB_IPFORWARD_ROW2(), SOCKADDR_INET()
+    rc = dll.GetBestRoute2(
+        None, 0, None, ctypes.byref(dest), 0, ctypes.byref(row), ctypes.byref(source)
+    )
+    return row_route(row, names) if rc == 0 else None
 
 
 class IcmpSendEchoFinder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import struct
+from typing import Any
 
 import pytest
 
@@ -300,6 +301,39 @@ def test_forward_table_defaults() -> None:
     # A count larger than the buffer, and short buffers, never raise.
     assert windows.parse_forward_table(struct.pack("<I4x", 5) + table[8:112], names) == [routes[0]]
     assert windows.parse_forward_table(b"\1\0", names) == []
+
+
+class _FakeIphlpapi:
+    """GetBestRoute2 as Windows answers it: the chosen row written into ``BestRoute``."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.asked: list[bytes] = []
+
+    def GetBestRoute2(self, *args: Any) -> int:  # noqa: N802 - the API's name
+        dest, row = args[3]._obj, args[5]._obj  # the objects behind ctypes.byref()
+        self.asked.append(bytes(dest))
+        ctypes.memmove(ctypes.addressof(row), self.answer, len(self.answer))
+        return 0
+
+
+def test_best_route_asks_with_a_sockaddr_inet_and_reads_the_row() -> None:
+    fake = _FakeIphlpapi(row2(13, "0.0.0.0", 0, "10.0.0.1", 5))
+    dll: Any = fake
+    assert windows.best_route(dll, "192.0.2.1", {13: "Wi-Fi"}) == Route(
+        4, "10.0.0.1", "Wi-Fi", 5, 0
+    )
+    assert fake.asked == [sockaddr_inet("192.0.2.1")]
+    fake.answer = row2(12, "::", 0, "fe80::1", 256)
+    assert windows.best_route(dll, "2001:db8::1", {}) == Route(6, "fe80::1%12", "12", 256, 0)
+    assert fake.asked[1] == sockaddr_inet("2001:db8::1")
+
+
+def test_windows_best_route_goes_first() -> None:
+    routes = [Route(4, "192.168.1.1", "Ethernet", 5, 0), Route(4, "10.0.0.1", "Wi-Fi", 25, 0)]
+    best = [Route(4, "10.0.0.1", "Wi-Fi", 25, 0)]
+    assert [r.gateway for r in windows.best_first(routes, best)] == ["10.0.0.1", "192.168.1.1"]
+    assert windows.best_first(routes, []) == routes
 
 
 # ipexport.h (64-bit process) ICMP_ECHO_REPLY { IPAddr Address; ULONG Status; ULONG RoundTripTime;
