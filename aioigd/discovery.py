@@ -77,7 +77,7 @@ class SearchOptions:
         multicast: send to 239.255.255.250 on every IPv4 interface (or ``interfaces``).
         interfaces: local IPv4 addresses to multicast from (default: all but loopback).
         unicast: extra ``host``, ``host:port`` or ``(host, port)`` targets.
-        default_gateways: also unicast to the host's default gateways (/proc/net/route).
+        default_gateways: also unicast to the host's default gateways (:mod:`aioigd.platform`).
         search_targets: the STs to search for.
         allow_foreign_location: accept a LOCATION on another host than the sender.
         mx: the MX header for multicast searches.

@@ -10,7 +10,7 @@ service that sent it, because 7xx codes mean different things per service
 
 from __future__ import annotations
 
-from .models import FirewallStatus, PortMappingEntry
+from .models import FirewallStatus, PortMappingEntry, StopReason
 
 __all__ = [
     "IGDError",
@@ -35,6 +35,8 @@ __all__ = [
     "PmpNotAuthorized",
     "PmpAddressMismatch",
     "PmpNoResources",
+    "HopsUnavailable",
+    "NextLayerNotFound",
     "UPnPError",
     "InvalidAction",
     "InvalidArgs",
@@ -191,6 +193,22 @@ class PmpAddressMismatch(PmpError):
 
 class PmpNoResources(PmpError, MappingFailed):
     """The gateway has no free port or the client is over its quota."""
+
+
+class HopsUnavailable(IGDError):
+    """The routers on the path cannot be discovered here: no hop finder works on this
+    platform or event loop (the message says which and why)."""
+
+
+class NextLayerNotFound(IGDError):
+    """No gateway was found for the next NAT layer; ``reason`` says why, typed."""
+
+    def __init__(self, message: str, reason: StopReason = StopReason.NO_GATEWAY) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[NextLayerNotFound], tuple[str, StopReason]]:
+        return type(self), (str(self), self.reason)
 
 
 class UPnPError(IGDError):

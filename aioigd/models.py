@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "StopReason",
     "Protocol",
     "ServiceKind",
     "SearchResponse",
@@ -297,3 +298,23 @@ class Pinhole:
             "remote_port": self.remote_port,
             "gateway": self.gateway,
         }
+
+
+class StopReason(enum.StrEnum):
+    """Why a multi-layer mapping stopped below the layer it climbed to
+    (:attr:`aioigd.LayeredMapping.stop_reason`)."""
+
+    #: The layer below reports no external address to forward from.
+    NO_EXTERNAL_ADDRESS = "no_external_address"
+    #: No gateway was given for the layer and tracing is off (``probe_target=None``).
+    TRACING_OFF = "tracing_off"
+    #: This platform or event loop cannot discover the routers on the path.
+    HOPS_UNAVAILABLE = "hops_unavailable"
+    #: The routers on the path were probed and no further one answered.
+    NO_FURTHER_ROUTER = "no_further_router"
+    #: Routers (or the given hint) were found, but no further IGD answered there.
+    NO_GATEWAY = "no_gateway"
+    #: The next layer's IGD answered but refused or failed the mapping.
+    MAPPING_FAILED = "mapping_failed"
+    #: A layer that moved could not be mapped again above it.
+    REMAP_FAILED = "remap_failed"

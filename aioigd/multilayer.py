@@ -39,18 +39,19 @@ from .anymapper import (
     probe_gateway,
 )
 from .discovery import SearchOptions, discover
-from .errors import IGDError
+from .errors import HopsUnavailable, IGDError, NextLayerNotFound
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
-from .models import Mapping, Protocol, is_global_address
+from .models import Mapping, Protocol, StopReason, is_global_address
 from .netutil import default_gateways
+from .platform import subnet_gateway_candidates
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
 
-__all__ = ["MultiLayerMapper", "LayeredMapping", "LayerEvent", "MAX_LAYERS"]
+__all__ = ["MultiLayerMapper", "LayeredMapping", "LayerEvent", "StopReason", "MAX_LAYERS"]
 
 log = logging.getLogger("aioigd")
 
@@ -65,13 +66,15 @@ class LayeredMapping:
     """The result of a multi-layer mapping: one :class:`Mapping` per layer, inside out.
 
     ``complete`` is False when climbing stopped early; ``stopped_at`` is then
-    the layer number (1-based) that could not be mapped and ``reason`` says why.
+    the layer number (1-based) that could not be mapped, ``reason`` says why and
+    ``stop_reason`` is the why as a :class:`StopReason`.
     """
 
     layers: tuple[Mapping, ...]
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
+    stop_reason: StopReason | None = None
 
     @property
     def public_ip(self) -> str | None:
@@ -99,6 +102,7 @@ class LayeredMapping:
         if not self.complete:
             out["stopped_at"] = self.stopped_at
             out["reason"] = self.reason
+            out["stop_reason"] = self.stop_reason.value if self.stop_reason else None
         return out
 
 
@@ -128,6 +132,7 @@ class _State:
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
+    stop_reason: StopReason | None = None
 
 
 class MultiLayerMapper:
@@ -263,7 +268,7 @@ class MultiLayerMapper:
         ]
 
     async def _probe(self, target: str, ttl: int) -> _Hop:
-        hop = await probe_hop(target, ttl)
+        hop = await probe_hop(target, ttl)  # HopsUnavailable where no hop finder works here
         if hop is None or hop.reached_target:
             return None, None
         return hop.address, await self._ask(
@@ -280,19 +285,39 @@ class MultiLayerMapper:
         return False
 
     async def _next_layer(self, layer: int) -> Probe:
-        """What answers for layer ``layer``: the caller's hint, else the nearest
-        answering hop."""
+        """What answers for layer ``layer``: the caller's hint, else the nearest answering
+        hop, else the .1/.254 of the layer below's external /24."""
         hint = self._hint(layer)
         if hint:
             return await self._probe_hint(hint)
         if self.probe_target is None:
-            raise IGDError(f"no gateway given for layer {layer} and tracing is off")
+            raise NextLayerNotFound(
+                f"no gateway given for layer {layer} and tracing is off", StopReason.TRACING_OFF
+            )
+        try:
+            return await self._traced_layer()
+        except NextLayerNotFound as exc:
+            found, tried = await self._subnet_layer()
+            if found is None and tried:
+                raise NextLayerNotFound(
+                    f"{exc}; no gateway at {' or '.join(tried)}", exc.reason
+                ) from exc
+            if found is None:
+                raise
+            log.info("layer %d: %s; found %s in the /24 below instead", layer, exc, found.host)
+            return found
+
+    async def _traced_layer(self) -> Probe:
+        assert self.probe_target is not None
         if self._probes is None:
             self._probes = self._start_probes(self.probe_target)
         tried: list[str] = []
         # Nearest hop first: a farther gateway must not be mistaken for this layer's.
         for task in list(self._probes):
-            host, found = await task
+            try:
+                host, found = await task
+            except HopsUnavailable as exc:
+                raise NextLayerNotFound(str(exc), StopReason.HOPS_UNAVAILABLE) from exc
             if host is None or found is None:
                 continue
             if not found.candidates or self._is_mapped_host(host, found):
@@ -301,8 +326,33 @@ class MultiLayerMapper:
             self._probes.remove(task)  # it is ours now; the rest are closed after map()
             return found
         if not tried:
-            raise IGDError(f"traceroute towards {self.probe_target} found no further router")
-        raise IGDError(f"no further gateway answered (hops tried: {', '.join(tried)})")
+            raise NextLayerNotFound(
+                f"traceroute towards {self.probe_target} found no further router",
+                StopReason.NO_FURTHER_ROUTER,
+            )
+        raise NextLayerNotFound(f"no further gateway answered (hops tried: {', '.join(tried)})")
+
+    async def _subnet_layer(self) -> tuple[Probe | None, list[str]]:
+        """The .1 or .254 of the private /24 the layer below sits in, asked in every
+        protocol (the cheap guess where hops cannot be traced or did not answer), and
+        the addresses tried."""
+        below = self._state.kept[-1].current.external_ip if self._state.kept else None
+        used = {_host_of(m) for m in self._state.mappers}
+        hosts = [h for h in subnet_gateway_candidates(below) if h not in used]
+        answers = await asyncio.gather(
+            *(self._ask(h, lambda h=h: self._from_hint(f"{h}:{SSDP_PORT}")) for h in hosts),
+            return_exceptions=True,
+        )
+        chosen: Probe | None = None
+        for host, found in zip(hosts, answers, strict=True):
+            if isinstance(found, BaseException):
+                if not isinstance(found, IGDError):
+                    raise found
+            elif chosen is None and found.candidates and not self._is_mapped_host(host, found):
+                chosen = found  # .1 before .254
+            else:
+                await found.aclose()
+        return chosen, hosts
 
     async def _close_probes(self) -> None:
         probes, self._probes = self._probes or [], None
@@ -393,18 +443,25 @@ class MultiLayerMapper:
                 layer += 1
                 below = kept.current
                 if below.external_ip is None:
-                    return self._finish(layer, f"layer {layer - 1} reports no external address")
+                    return self._finish(
+                        layer,
+                        f"layer {layer - 1} reports no external address",
+                        StopReason.NO_EXTERNAL_ADDRESS,
+                    )
                 try:
                     found = await self._next_layer(layer)
                 except IGDError as exc:
-                    return self._finish(layer, f"no gateway found: {exc}")
+                    why = exc.reason if isinstance(exc, NextLayerNotFound) else None
+                    return self._finish(layer, f"no gateway found: {exc}", why)
                 host = found.host or (found.candidates[0].host if found.candidates else "?")
                 try:
                     kept = await self._map_layer(
                         found, layer, below.external_port, below.external_ip
                     )
                 except IGDError as exc:
-                    return self._finish(layer, f"mapping at {host} failed: {exc}")
+                    return self._finish(
+                        layer, f"mapping at {host} failed: {exc}", StopReason.MAPPING_FAILED
+                    )
                 state.kept.append(kept)
             return self._finish()
         except BaseException:
@@ -413,11 +470,14 @@ class MultiLayerMapper:
         finally:
             await self._close_probes()
 
-    def _finish(self, layer: int | None = None, reason: str = "") -> LayeredMapping:
+    def _finish(
+        self, layer: int | None = None, reason: str = "", stop: StopReason | None = None
+    ) -> LayeredMapping:
         if layer is not None:
             log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
             self._state.complete, self._state.stopped_at = False, layer
             self._state.reason = reason
+            self._state.stop_reason = stop or StopReason.NO_GATEWAY
         self._update_result()
         self._watcher = asyncio.create_task(self._watch(), name="aioigd-multilayer")
         assert self.result is not None
@@ -430,6 +490,7 @@ class MultiLayerMapper:
             complete=st.complete,
             stopped_at=st.stopped_at,
             reason=st.reason,
+            stop_reason=st.stop_reason,
         )
 
     # -- keeping every layer in step ------------------------------------------------
@@ -494,6 +555,7 @@ class MultiLayerMapper:
                 del st.kept[layer:]
                 st.complete, st.stopped_at = False, layer + 1
                 st.reason = f"re-mapping at {_host_of(mapper)} failed: {exc}"
+                st.stop_reason = StopReason.REMAP_FAILED
                 self._update_result()
                 return
             st.kept[layer] = kept

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import struct
+
+from .platform import default_routes
+from .platform.linux import parse_proc_ipv6_route, parse_proc_net_route
 
 __all__ = [
     "parse_proc_net_route",
@@ -16,73 +18,34 @@ __all__ = [
 ]
 
 
-def parse_proc_net_route(text: str) -> list[str]:
-    """Default-route gateways from the text of ``/proc/net/route`` (Linux).
+def default_gateways_v6(path: str | None = None) -> list[str]:
+    """The host's IPv6 default routers, best first (link-local ones as ``addr%zone``).
 
-    Rows whose destination and mask are 0 and whose RTF_UP (0x1) and RTF_GATEWAY
-    (0x2) flags are set, best metric first; addresses are little-endian hex.
-    Malformed rows are skipped.
+    From the OS routing table (:func:`aioigd.platform.default_routes`; on Linux every
+    table), or from ``path`` in ``/proc/net/ipv6_route`` format when given.
     """
-    found: list[tuple[int, str]] = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        try:
-            dest, gw, flags, mask = (int(fields[i], 16) for i in (1, 2, 3, 7))
-            metric = int(fields[6])
-        except ValueError:
-            continue
-        if dest == 0 and mask == 0 and flags & 0x3 == 0x3 and 0 < gw <= 0xFFFFFFFF:
-            found.append((metric, str(ipaddress.IPv4Address(struct.pack("<I", gw)))))
-    gateways: list[str] = []
-    for _, addr in sorted(found, key=lambda item: item[0]):
-        if addr not in gateways:
-            gateways.append(addr)
-    return gateways
+    if path is not None:
+        return parse_proc_ipv6_route(_read(path))
+    return [r.gateway for r in default_routes() if r.version == 6]
 
 
-def parse_proc_ipv6_route(text: str) -> list[str]:
-    """IPv6 default routers from ``/proc/net/ipv6_route`` (Linux), as ``addr%dev``.
+def default_gateways(path: str | None = None) -> list[str]:
+    """The host's IPv4 default gateways, best first (empty where none can be read).
 
-    Rows with destination ::/0 and a non-zero next hop; link-local next hops
-    carry their interface as zone id so they can be reached.
+    From the OS routing table (:func:`aioigd.platform.default_routes`; on Linux every
+    table), or from ``path`` in ``/proc/net/route`` format when given.
     """
-    routers: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 10 or not _hex(fields[0]) or not _hex(fields[4]):
-            continue
-        is_default = int(fields[0], 16) == 0 and fields[1] == "00"
-        if not is_default or int(fields[4], 16) == 0:
-            continue
-        addr = ipaddress.IPv6Address(bytes.fromhex(fields[4]))
-        text_addr = f"{addr.compressed}%{fields[9]}" if addr.is_link_local else addr.compressed
-        if text_addr not in routers:
-            routers.append(text_addr)
-    return routers
+    if path is not None:
+        return parse_proc_net_route(_read(path))
+    return [r.gateway for r in default_routes() if r.version == 4]
 
 
-def _hex(text: str) -> bool:
-    return len(text) == 32 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def default_gateways_v6(path: str = "/proc/net/ipv6_route") -> list[str]:
-    """The host's IPv6 default routers (empty where ``path`` is missing)."""
+def _read(path: str) -> str:
     try:
         with open(path, encoding="ascii", errors="replace") as f:
-            return parse_proc_ipv6_route(f.read(1 << 20))
+            return f.read(1 << 20)
     except OSError:
-        return []
-
-
-def default_gateways(path: str = "/proc/net/route") -> list[str]:
-    """The host's IPv4 default gateways (empty where ``path`` is missing)."""
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return parse_proc_net_route(f.read(1 << 20))
-    except OSError:
-        return []
+        return ""
 
 
 def local_address_for(host: str, port: int = 1900) -> str:

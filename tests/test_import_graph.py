@@ -157,6 +157,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aioigd.errors", "aioigd.models"),
     ("aioigd.proto",),
     ("aioigd.lifecycle", "aioigd.netguard", "aioigd.tasks"),
+    ("aioigd.platform",),
     ("aioigd.netutil", "aioigd.session", "aioigd.traceroute", "aioigd.pmp"),
     ("aioigd.gateway",),
     ("aioigd.discovery",),

@@ -83,6 +83,9 @@ async def usage() -> None:
     async with MultiLayerMapper(8000, layers="auto", probe_target="192.0.2.1") as layered:
         result: LayeredMapping = layered
         public: str | None = result.public_ip
+        stop: aioigd.StopReason | None = result.stop_reason
+        if stop is aioigd.StopReason.HOPS_UNAVAILABLE:
+            print(result.reason)
     multi = MultiLayerMapper(8000, layers=2, probe_target=None)
     await multi.map()
     layers_kept: list[KeptMapping] = multi.kept
@@ -100,4 +103,4 @@ async def usage() -> None:
     reach_leftovers: list[Leftover[aioigd.Mapping] | Leftover[aioigd.Pinhole]] = await reach.close()
     del ip, entries, current, state, external, proto, fields, reached, ended, port, also
     del active, kept_list, code, action, gateways, public, layers_kept, layer_gateways
-    del multi_leftovers, reachability, reach_leftovers
+    del multi_leftovers, reachability, reach_leftovers, stop

@@ -26,7 +26,7 @@ from ..errors import (
     PmpError,
     UPnPError,
 )
-from .common import ExitCode, Output
+from .common import ExitCode, Output, on_signal
 
 __all__ = ["main", "ExitCode", "build_parser"]
 
@@ -265,14 +265,13 @@ def _exit_code(exc: BaseException) -> ExitCode:
 
 async def _run(args: argparse.Namespace, out: Output) -> int:
     task = asyncio.current_task()
-    loop = asyncio.get_running_loop()
-    if task is not None:
-        # SIGTERM cancels like Ctrl-C does, so context managers remove our mappings.
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    # SIGTERM cancels like Ctrl-C does, so context managers remove our mappings.
+    undo = on_signal(signal.SIGTERM, task.cancel) if task is not None else None
     try:
         return await _command(args.command)(args, out)
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        if undo is not None:
+            undo()
 
 
 def main(

@@ -18,6 +18,7 @@ __all__ = [
     "Output",
     "search_options",
     "hold",
+    "on_signal",
     "stop_printing",
     "event_record",
     "report_leftovers",
@@ -111,6 +112,45 @@ def event_record(event: Any, where: str, extra: dict[str, Any]) -> tuple[dict[st
     return data, text
 
 
+def on_signal(sig: signal.Signals, callback: Callable[[], object]) -> Callable[[], None]:
+    """Run ``callback`` on the running loop when ``sig`` arrives; returns the undo.
+
+    Loops without ``add_signal_handler`` (Windows' Proactor and Selector loops)
+    get a ``signal.signal`` handler that hands the call to the loop with
+    ``call_soon_threadsafe``, so Ctrl-C and SIGTERM still stop us cleanly.
+    Where neither works (not the main thread), nothing is installed.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(sig, callback)
+    except NotImplementedError:
+        pass
+    except (RuntimeError, ValueError):
+        return lambda: None
+    else:
+
+        def undo_loop() -> None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+        return undo_loop
+
+    def handler(signum: int, frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(callback)
+
+    try:
+        previous = signal.signal(sig, handler)
+    except (OSError, RuntimeError, ValueError):
+        return lambda: None
+
+    def undo_signal() -> None:
+        with contextlib.suppress(OSError, RuntimeError, ValueError, TypeError):
+            signal.signal(sig, previous)
+
+    return undo_signal
+
+
 async def hold(
     out: Output,
     events: AsyncIterator[Any] | None = None,
@@ -121,13 +161,10 @@ async def hold(
     Returns the printing task, still running: the caller ends it after cleanup
     (so the ``released`` events are printed too) with :func:`stop_printing`.
     """
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            signals.append(sig)
+    # SIGTERM stays ours until the CLI exits (main's handler cancels from then on).
+    undo_sigint = on_signal(signal.SIGINT, stop.set)
+    on_signal(signal.SIGTERM, stop.set)
 
     async def printer() -> None:
         assert events is not None and record is not None
@@ -140,9 +177,7 @@ async def hold(
     try:
         await stop.wait()
     finally:
-        for sig in signals:
-            if sig is signal.SIGINT:
-                loop.remove_signal_handler(sig)
+        undo_sigint()
     return task
 
 
