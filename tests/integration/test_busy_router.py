@@ -61,4 +61,6 @@ def test_cold_add_takes_bounded_requests_whatever_the_table_size(
     if size >= 100:
         assert "GetListOfPortMappings" not in actions  # never a listing over 100 entries
     assert lab.miniupnpd_pid(1) is not None  # alive
-    assert ("TCP", 9500, lab.client_ip, 9500) in lab.upnpc_mappings(1)
+    # The router's own rules, not `upnpc -l`: listing 1,000 entries one by one takes upnpc
+    # tens of seconds on a loaded machine.
+    assert ("TCP", 9500, lab.client_ip, 9500) in lab.redirects(1)
