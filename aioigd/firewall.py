@@ -44,7 +44,7 @@ from .keeper import (
     warn_leftovers,
 )
 from .lifecycle import Action, Event
-from .models import FirewallStatus, Pinhole, Protocol, Service
+from .models import FirewallStatus, Pinhole, Service, Transport
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.table import check_action
@@ -58,7 +58,7 @@ log = logging.getLogger("aioigd")
 DEFAULT_PINHOLE_LEASE = 3600
 
 
-def _key(p: Pinhole) -> tuple[int, Protocol, str | None, int]:
+def _key(p: Pinhole) -> tuple[int, Transport, str | None, int]:
     """What identifies a pinhole across renewals (its UniqueID may change on re-add)."""
     return (p.internal_port, p.protocol, p.remote_host, p.remote_port)
 
@@ -84,7 +84,7 @@ class KeptPinhole(Kept[Pinhole]):
         return self.current.internal_port
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> Transport:
         return self.current.protocol
 
     @property
@@ -180,7 +180,7 @@ class FirewallControl:
     async def get_outbound_pinhole_timeout(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -191,7 +191,7 @@ class FirewallControl:
             fw.outbound_timeout_args(
                 internal_client=self.internal_client,
                 internal_port=internal_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 remote_host=remote_host,
                 remote_port=remote_port,
             ),
@@ -201,7 +201,7 @@ class FirewallControl:
     async def add_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         lease: int = DEFAULT_PINHOLE_LEASE,
         remote_host: str | None = None,
@@ -213,7 +213,7 @@ class FirewallControl:
             fw.pinhole_args(
                 internal_client=self.internal_client,
                 internal_port=internal_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 lease=lease,
                 remote_host=remote_host,
                 remote_port=remote_port,
@@ -247,7 +247,7 @@ class FirewallControl:
     async def open_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -269,7 +269,7 @@ class FirewallControl:
             )
         if not status.inbound_pinhole_allowed:
             raise FirewallUnavailable("the gateway does not allow inbound pinholes", status)
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         try:
             unique_id = await self.add_pinhole(
                 internal_port, proto, lease=lease, remote_host=remote_host, remote_port=remote_port
@@ -293,7 +293,7 @@ class FirewallControl:
     async def keep_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -311,7 +311,7 @@ class FirewallControl:
         return kept
 
     async def _cleanup_uncertain(
-        self, internal_port: int, proto: Protocol, remote_host: str | None, remote_port: int
+        self, internal_port: int, proto: Transport, remote_host: str | None, remote_port: int
     ) -> None:
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
@@ -436,7 +436,7 @@ class FirewallControl:
     async def pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,

@@ -29,11 +29,11 @@ from .models import (
     DeviceDescription,
     NATRSIPStatus,
     PortMappingEntry,
-    Protocol,
     SearchResponse,
     Service,
     ServiceKind,
     StatusInfo,
+    Transport,
 )
 from .netutil import local_address_for
 from .proto import actions
@@ -257,7 +257,7 @@ class Gateway:
     async def add_port_mapping(
         self,
         external_port: int,
-        protocol: Protocol | str,
+        protocol: Transport | str,
         internal_port: int,
         internal_client: str,
         *,
@@ -271,7 +271,7 @@ class Gateway:
             "AddPortMapping",
             actions.port_mapping_args(
                 external_port=external_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 internal_port=internal_port,
                 internal_client=internal_client,
                 description=description,
@@ -284,7 +284,7 @@ class Gateway:
     async def add_any_port_mapping(
         self,
         external_port: int,
-        protocol: Protocol | str,
+        protocol: Transport | str,
         internal_port: int,
         internal_client: str,
         *,
@@ -298,7 +298,7 @@ class Gateway:
             "AddAnyPortMapping",
             actions.port_mapping_args(
                 external_port=external_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 internal_port=internal_port,
                 internal_client=internal_client,
                 description=description,
@@ -310,16 +310,16 @@ class Gateway:
         return actions.parse_reserved_port(out)
 
     async def delete_port_mapping(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: Transport | str, *, remote_host: str | None = None
     ) -> None:
         """DeletePortMapping (miniupnpd answers 200 even when nothing was there)."""
         await self.call(
             "DeletePortMapping",
-            actions.mapping_key_args(external_port, Protocol.parse(protocol), remote_host),
+            actions.mapping_key_args(external_port, Transport.parse(protocol), remote_host),
         )
 
     async def delete_port_mapping_range(
-        self, start_port: int, end_port: int, protocol: Protocol | str, *, manage: bool = False
+        self, start_port: int, end_port: int, protocol: Transport | str, *, manage: bool = False
     ) -> None:
         """DeletePortMappingRange (v2), sent in chunks of at most :data:`RANGE_DELETE_CHUNK`.
 
@@ -344,14 +344,14 @@ class Gateway:
         return actions.parse_port_mapping_entry(out)
 
     async def get_specific_port_mapping_entry(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: Transport | str, *, remote_host: str | None = None
     ) -> PortMappingEntry:
         """GetSpecificPortMappingEntry.
 
         Raises:
             NoSuchEntryInArray: no such mapping (714).
         """
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         out = await self.call(
             "GetSpecificPortMappingEntry",
             actions.mapping_key_args(external_port, proto, remote_host),
@@ -367,7 +367,7 @@ class Gateway:
 
     async def get_list_of_port_mappings(
         self,
-        protocol: Protocol | str,
+        protocol: Transport | str,
         *,
         start_port: int = 1,
         end_port: int = 65535,
@@ -420,8 +420,8 @@ class Gateway:
         if self.is_v2:
             try:
                 tcp, udp = await asyncio.gather(
-                    self.get_list_of_port_mappings(Protocol.TCP),
-                    self.get_list_of_port_mappings(Protocol.UDP),
+                    self.get_list_of_port_mappings(Transport.TCP),
+                    self.get_list_of_port_mappings(Transport.UDP),
                 )
                 return (tcp + udp)[:max_entries]
             except (UPnPError, ActionNotSupported, RemoteProtocolError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "Protocol",
+    "Transport",
     "ServiceKind",
     "SearchResponse",
     "Service",
@@ -18,14 +18,14 @@ __all__ = [
     "StatusInfo",
     "NATRSIPStatus",
     "ConnectionTypeInfo",
-    "Mapping",
+    "PortMapping",
     "FirewallStatus",
     "Pinhole",
     "is_global_address",
 ]
 
 
-class Protocol(enum.StrEnum):
+class Transport(enum.StrEnum):
     """Transport protocol of a port mapping (WANIPConnection ``PortMappingProtocol``)."""
 
     #: TCP, IANA protocol number 6.
@@ -36,12 +36,12 @@ class Protocol(enum.StrEnum):
     @property
     def number(self) -> int:
         """IANA protocol number, as WANIPv6FirewallControl wants it."""
-        return 6 if self is Protocol.TCP else 17
+        return 6 if self is Transport.TCP else 17
 
     @classmethod
-    def parse(cls, value: str | Protocol) -> Protocol:
+    def parse(cls, value: str | Transport) -> Transport:
         """Accept ``"tcp"``, ``"UDP"`` or a member; raise ``ValueError`` otherwise."""
-        if isinstance(value, Protocol):
+        if isinstance(value, Transport):
             return value
         try:
             return cls(value.strip().upper())
@@ -171,7 +171,7 @@ class PortMappingEntry:
     """
 
     external_port: int
-    protocol: Protocol
+    protocol: Transport
     internal_port: int
     internal_client: str
     enabled: bool = True
@@ -206,7 +206,7 @@ class ConnectionTypeInfo:
 
 
 @dataclass(frozen=True)
-class Mapping:
+class PortMapping:
     """A port mapping that aioigd created and verified on one gateway.
 
     ``external_ip`` is ``None`` when the gateway reported no usable external
@@ -217,7 +217,7 @@ class Mapping:
     external_port: int
     internal_client: str
     internal_port: int
-    protocol: Protocol
+    protocol: Transport
     lease: int
     description: str = ""
     #: The LOCATION URL of the gateway that holds the mapping.
@@ -275,7 +275,7 @@ class Pinhole:
     unique_id: int
     internal_client: str
     internal_port: int
-    protocol: Protocol
+    protocol: Transport
     lease: int
     remote_host: str | None = None
     remote_port: int = 0

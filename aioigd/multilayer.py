@@ -34,7 +34,7 @@ from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
-from .models import Mapping, Protocol, is_global_address
+from .models import PortMapping, Transport, is_global_address
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
@@ -51,13 +51,13 @@ _Probe = tuple[str | None, Gateway | None]
 
 @dataclass(frozen=True)
 class LayeredMapping:
-    """The result of a multi-layer mapping: one :class:`Mapping` per layer, inside out.
+    """The result of a multi-layer mapping: one :class:`PortMapping` per layer, inside out.
 
     ``complete`` is False when climbing stopped early; ``stopped_at`` is then
     the layer number (1-based) that could not be mapped and ``reason`` says why.
     """
 
-    layers: tuple[Mapping, ...]
+    layers: tuple[PortMapping, ...]
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
@@ -96,7 +96,7 @@ class LayerEvent:
     """An event of one layer's mapping (``layer`` counts from 1, the host's router)."""
 
     layer: int
-    event: Event[Mapping]
+    event: Event[PortMapping]
 
     @property
     def name(self) -> str:
@@ -104,7 +104,7 @@ class LayerEvent:
         return self.event.name
 
     @property
-    def mapping(self) -> Mapping:
+    def mapping(self) -> PortMapping:
         """The layer's mapping after the event."""
         return self.event.subject
 
@@ -146,7 +146,7 @@ class MultiLayerMapper:
     def __init__(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         layers: Literal["auto"] | int = "auto",
         max_layers: int = MAX_LAYERS,
@@ -166,7 +166,7 @@ class MultiLayerMapper:
         if not 1 <= max_layers <= MAX_LAYERS:
             raise ValueError(f"max_layers must be in 1..{MAX_LAYERS}")
         self.internal_port = internal_port
-        self.protocol = Protocol.parse(protocol)
+        self.protocol = Transport.parse(protocol)
         self.layers = layers
         self.max_layers = layers if isinstance(layers, int) else max_layers
         self.lease = lease
@@ -269,7 +269,7 @@ class MultiLayerMapper:
                     await gw.close()
 
     # -- mapping ---------------------------------------------------------------
-    def _keep_climbing(self, layer: int, mapping: Mapping) -> bool:
+    def _keep_climbing(self, layer: int, mapping: PortMapping) -> bool:
         if layer >= self.max_layers:
             return False
         if self.layers == "auto":
@@ -376,7 +376,7 @@ class MultiLayerMapper:
         return self._hub.subscribe()
 
     async def _watch(self) -> None:
-        async def tagged(layer: int, it: EventIterator[Event[Mapping]]) -> Any:
+        async def tagged(layer: int, it: EventIterator[Event[PortMapping]]) -> Any:
             async for event in it:
                 yield LayerEvent(layer, event)
 
@@ -449,21 +449,21 @@ class MultiLayerMapper:
         """Each layer's kept mapping, inside out."""
         return list(self._state.kept)
 
-    async def release(self) -> list[Leftover[Mapping]]:
+    async def release(self) -> list[Leftover[PortMapping]]:
         """Delete every layer, outermost first, and close the gateways.
 
         Returns what could not be deleted (the gateway was gone), never raises for it.
         """
         return await self.close(release=True)
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
         """Stop renewing and close the gateways; ``release=False`` leaves the
         mappings on the routers until their leases run out."""
         watcher, self._watcher = self._watcher, None
         self._closing = True
         if watcher is not None and self._following:
             await stop_task(watcher)  # never re-map a layer while they are being removed
-        failed: list[Leftover[Mapping]] = []
+        failed: list[Leftover[PortMapping]] = []
         try:
             for mapper in reversed(self._state.mappers):
                 failed += await mapper.close(release=release)

@@ -15,7 +15,7 @@ from .errors import IGDError
 from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl, KeptPinhole
 from .gateway import Gateway
 from .keeper import Leftover
-from .models import Mapping, Pinhole, Protocol
+from .models import Pinhole, PortMapping, Transport
 from .multilayer import LayeredMapping, MultiLayerMapper
 from .traceroute import DEFAULT_PROBE_TARGET
 
@@ -53,7 +53,7 @@ class ReachablePort:
     def __init__(
         self,
         port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: Transport | str = Transport.TCP,
         *,
         ipv4: bool = True,
         ipv6: bool = True,
@@ -70,7 +70,7 @@ class ReachablePort:
         http_timeout: float = 5.0,
     ) -> None:
         self.port = port
-        self.protocol = Protocol.parse(protocol)
+        self.protocol = Transport.parse(protocol)
         self.ipv6_search = ipv6_search or SearchOptions(
             ipv4=False, ipv6=True, timeout=timeout, http_timeout=http_timeout
         )
@@ -134,12 +134,14 @@ class ReachablePort:
             ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
         )
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping] | Leftover[Pinhole]]:
+    async def close(
+        self, *, release: bool = True
+    ) -> list[Leftover[PortMapping] | Leftover[Pinhole]]:
         """Stop renewing; remove both parts unless ``release=False``.
 
         Returns what could not be removed, with the reason.
         """
-        failed: list[Leftover[Mapping] | Leftover[Pinhole]] = []
+        failed: list[Leftover[PortMapping] | Leftover[Pinhole]] = []
         failed += await self.mapper.close(release=release)
         if self._firewall is not None:
             failed += await self._firewall.close(release=release)

@@ -13,9 +13,9 @@ from aioigd import (
     NATRSIPStatus,
     NoSuchEntryInArray,
     PortMappingEntry,
-    Protocol,
     SpecifiedArrayIndexInvalid,
     StatusInfo,
+    Transport,
 )
 from aioigd.errors import (
     ConflictInMappingEntry,
@@ -84,7 +84,7 @@ async def test_info_actions_are_typed(any_fake: FakeIGD) -> None:
 async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
     async with await Gateway.from_location(any_fake.location) as gw:
         await gw.add_port_mapping(
-            8080, Protocol.TCP, 80, "192.168.1.10", description="web", lease=300
+            8080, Transport.TCP, 80, "192.168.1.10", description="web", lease=300
         )
         await gw.add_port_mapping(5353, "udp", 5353, "192.168.1.11", description="mdns", lease=0)
         sent = any_fake.requests[-1].args
@@ -96,7 +96,7 @@ async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
         entry = await gw.get_specific_port_mapping_entry(8080, "TCP")
         assert isinstance(entry, PortMappingEntry)
         assert entry.external_port == 8080
-        assert entry.protocol is Protocol.TCP
+        assert entry.protocol is Transport.TCP
         assert entry.internal_port == 80
         assert entry.internal_client == "192.168.1.10"
         assert entry.description == "web"
@@ -108,8 +108,8 @@ async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
         second = await gw.get_generic_port_mapping_entry(1)
         assert first is not None and second is not None
         assert {(first.protocol, first.external_port), (second.protocol, second.external_port)} == {
-            (Protocol.TCP, 8080),
-            (Protocol.UDP, 5353),
+            (Transport.TCP, 8080),
+            (Transport.UDP, 5353),
         }
         with pytest.raises(SpecifiedArrayIndexInvalid) as info:
             await gw.get_generic_port_mapping_entry(2)

@@ -19,12 +19,12 @@ from aioigd import (
     Gateway,
     IGDConnectionError,
     IGDError,
-    Mapping,
     MappingFailed,
     MappingRefused,
     PortInUse,
     PortMapper,
-    Protocol,
+    PortMapping,
+    Transport,
 )
 from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.keeper import Leftover
@@ -102,12 +102,12 @@ async def test_first_map_minimal_round_trips(fake: FakeIGD, pm: PortMapper) -> N
     rest = [a for a in actions if a != "GetExternalIPAddress"]
     assert rest[-2:] == ["AddPortMapping", "GetSpecificPortMappingEntry"]
 
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, PortMapping)
     assert mapping.external_ip == "203.0.113.7"
     assert mapping.external_port == 5000
     assert mapping.internal_port == 5000
     assert mapping.internal_client == ME
-    assert mapping.protocol is Protocol.TCP
+    assert mapping.protocol is Transport.TCP
     assert 0 < mapping.lease <= 600
     assert mapping.description == "aioigd"
     assert mapping.gateway == fake.location
@@ -140,7 +140,7 @@ async def test_keep_takes_the_same_round_trips_and_reads_like_its_mapping(
     assert isinstance(kept, KeptMapping)
     assert kept.state is State.ACTIVE
     mapping = kept.current
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, PortMapping)
     assert kept != mapping  # a kept mapping is not a value: compare kept.current
     for name in (
         "external_ip",
@@ -170,7 +170,7 @@ async def test_second_map_does_not_enumerate_again(fake: FakeIGD, pm: PortMapper
     # Two requests: the table is cached, and so is the external IP (EXTERNAL_IP_TTL).
     assert fake.actions() == ["AddPortMapping", "GetSpecificPortMappingEntry"]
     assert second.external_ip == "203.0.113.7"
-    assert second.protocol is Protocol.UDP
+    assert second.protocol is Transport.UDP
     assert ("UDP", 5001) in fake.mappings
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aioigd.errors import ActionNotSupported
-from aioigd.models import Protocol, Service, ServiceKind
+from aioigd.models import Service, ServiceKind, Transport
 from aioigd.proto import actions, firewall
 from aioigd.proto.table import ACTIONS, ActionSpec, check_action
 
@@ -104,7 +104,7 @@ def test_table_is_read_only() -> None:
 
 _WAN_GOOD: dict[str, Any] = {
     "external_port": 1872,
-    "protocol": Protocol.TCP,
+    "protocol": Transport.TCP,
     "internal_port": 1872,
     "internal_client": "192.168.1.4",
     "description": "aioigd",
@@ -113,7 +113,7 @@ _WAN_GOOD: dict[str, Any] = {
 _PIN_GOOD: dict[str, Any] = {
     "internal_client": "2001:db8::10",
     "internal_port": 8080,
-    "protocol": Protocol.UDP,
+    "protocol": Transport.UDP,
 }
 
 #: action -> the codec call that builds its in arguments ([] for actions without any).
@@ -124,11 +124,11 @@ CODECS: dict[str, Callable[[], list[tuple[str, str]]]] = {
     "GetNATRSIPStatus": list,
     "AddPortMapping": lambda: actions.port_mapping_args(**_WAN_GOOD),
     "AddAnyPortMapping": lambda: actions.port_mapping_args(**{**_WAN_GOOD, "external_port": 0}),
-    "DeletePortMapping": lambda: actions.mapping_key_args(1872, Protocol.TCP),
-    "GetSpecificPortMappingEntry": lambda: actions.mapping_key_args(1872, Protocol.UDP, "h"),
+    "DeletePortMapping": lambda: actions.mapping_key_args(1872, Transport.TCP),
+    "GetSpecificPortMappingEntry": lambda: actions.mapping_key_args(1872, Transport.UDP, "h"),
     "GetGenericPortMappingEntry": lambda: actions.generic_entry_args(3),
-    "DeletePortMappingRange": lambda: actions.delete_range_args(1, 100, Protocol.TCP),
-    "GetListOfPortMappings": lambda: actions.list_mappings_args(1, 65535, Protocol.UDP),
+    "DeletePortMappingRange": lambda: actions.delete_range_args(1, 100, Transport.TCP),
+    "GetListOfPortMappings": lambda: actions.list_mappings_args(1, 65535, Transport.UDP),
     "GetFirewallStatus": list,
     "GetOutboundPinholeTimeout": lambda: firewall.outbound_timeout_args(**_PIN_GOOD),
     "AddPinhole": lambda: firewall.pinhole_args(**_PIN_GOOD, lease=3600),
@@ -208,7 +208,7 @@ def test_parser_reads_the_out_args(name: str) -> None:
     out = _Recording({arg: SAMPLE_OUT[arg] for arg in spec.out_args})
     if name == "GetSpecificPortMappingEntry":
         # The reply does not echo the key; the caller passes it.
-        result = actions.parse_port_mapping_entry(out, external_port=1872, protocol=Protocol.TCP)
+        result = actions.parse_port_mapping_entry(out, external_port=1872, protocol=Transport.TCP)
     else:
         result = spec.parser(out)
     assert result is not None
