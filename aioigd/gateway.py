@@ -43,6 +43,7 @@ from .proto.urls import check_url, url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
 
 log = logging.getLogger("aioigd")
+_traffic = logging.getLogger("aioigd.traffic")
 
 __all__ = [
     "Gateway",
@@ -229,9 +230,14 @@ class Gateway:
         """Send ``action`` to the connection service; return its out arguments."""
         if action in ACTIONS:  # other names (vendor actions) go out unchecked
             check_action(action, self.service)
-        return await self.session.call(
-            self.service.control_url, self.service.service_type, action, args or []
-        )
+        try:
+            return await self.session.call(
+                self.service.control_url, self.service.service_type, action, args or []
+            )
+        except UPnPError as exc:
+            # The traffic log's "HTTP 500 n bytes" line says that it failed; this, why.
+            _traffic.debug("<- %s fault: %s", self.service.control_url, exc)
+            raise
 
     async def get_external_ip_address(self) -> str:
         """GetExternalIPAddress → dotted IPv4 string.

@@ -127,6 +127,8 @@ class MultiLayerMapper:
         protocol: ``"TCP"`` or ``"UDP"``.
         layers: ``"auto"`` stops at the first global external address;
             an int N keeps climbing while a next IGD answers, up to N.
+        external_port: the external port wanted at layer 1 (default: ``internal_port``);
+            each layer above forwards the port of the layer below.
         max_layers: cap for ``"auto"`` (default 4).
         lease / description / internal_client: as for :meth:`PortMapper.keep`.
         via: per-layer gateway hints: each item is a LOCATION URL, an address
@@ -149,6 +151,7 @@ class MultiLayerMapper:
         protocol: Transport | str = Transport.TCP,
         *,
         layers: Literal["auto"] | int = "auto",
+        external_port: int | None = None,
         max_layers: int = MAX_LAYERS,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
@@ -166,6 +169,7 @@ class MultiLayerMapper:
         if not 1 <= max_layers <= MAX_LAYERS:
             raise ValueError(f"max_layers must be in 1..{MAX_LAYERS}")
         self.internal_port = internal_port
+        self.external_port = external_port
         self.protocol = Transport.parse(protocol)
         self.layers = layers
         self.max_layers = layers if isinstance(layers, int) else max_layers
@@ -313,7 +317,7 @@ class MultiLayerMapper:
             mapper = self._mapper(await self._first_gateway(), 1)
             kept = await mapper.keep(
                 self.internal_port,
-                None,
+                self.external_port,
                 self.protocol,
                 lease=self.lease,
                 description=self.description,

@@ -6,7 +6,7 @@ on its own — one failing does not undo the other.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
@@ -30,6 +30,9 @@ class Reachability:
     ipv6: Pinhole | None = None
     ipv4_error: str | None = None
     ipv6_error: str | None = None
+    #: The exceptions behind ``ipv4_error`` / ``ipv6_error`` (for their type and code).
+    ipv4_exception: BaseException | None = field(default=None, compare=False, repr=False)
+    ipv6_exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the multi-layer result's keys plus ``ipv6`` (or ``*_error``)."""
@@ -58,6 +61,7 @@ class ReachablePort:
         ipv4: bool = True,
         ipv6: bool = True,
         layers: Literal["auto"] | int = "auto",
+        external_port: int | None = None,
         lease: int = 3600,
         description: str = "aioigd",
         via: list[str | None] | None = None,
@@ -84,6 +88,7 @@ class ReachablePort:
             port,
             self.protocol,
             layers=layers,
+            external_port=external_port,
             lease=lease,
             description=description,
             via=via or (),
@@ -132,6 +137,8 @@ class ReachablePort:
             ipv6=v6 if isinstance(v6, Pinhole) else None,
             ipv4_error=str(v4) if isinstance(v4, BaseException) else None,
             ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
+            ipv4_exception=v4 if isinstance(v4, BaseException) else None,
+            ipv6_exception=v6 if isinstance(v6, BaseException) else None,
         )
 
     async def close(

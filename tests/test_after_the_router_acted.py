@@ -143,7 +143,9 @@ def test_cli_list_prints_the_good_entries_and_a_note(threaded_fake: FakeIGD) -> 
     threaded_fake.mappings[("TCP", 7002)] = _entry(7002, BAD_CLIENT)
     code, out, err = run_cli("list", "--gateway", threaded_fake.location, "--json")
     assert code == ExitCode.OK, err
-    assert [json.loads(line)["external_port"] for line in out.splitlines()] == [7001]
+    listed = json.loads(out)
+    assert [e["external_port"] for e in listed["port_mappings"]] == [7001]
+    assert listed["skipped_entries"] == 1
     assert err.count("skipped a malformed entry") == 1 and "not valid" in err
 
 

@@ -1,4 +1,4 @@
-"""Port-mapping commands: discover, external-ip, list, add, delete, map, demo."""
+"""Port-mapping commands: discover, external-ip, status, list, add, delete, map, demo."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .common import (
 __all__ = [
     "cmd_discover",
     "cmd_external_ip",
+    "cmd_status",
     "cmd_list",
     "cmd_add",
     "cmd_delete",
@@ -58,19 +59,30 @@ async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     from ..discovery import discover_all
     from ..gateway import Gateway
 
-    if args.gateway:
-        gateways = [await _gateway(args, out)]
-    elif args.all:
+    if args.all and not args.gateway:
         out.progress(f"collecting gateways for {args.timeout:g} s")
         gateways = await discover_all(search_options(args))
     else:
         gateways = [await _gateway(args, out)]
-    for gw in gateways:
-        assert isinstance(gw, Gateway)
-        d = _gateway_dict(gw)
-        out.emit(d, f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}")
-        await gw.close()
+    try:
+        found = [_gateway_dict(gw) for gw in gateways if isinstance(gw, Gateway)]
+        text = "\n".join(
+            f"{gw.location}  {gw.friendly_name!r}  {gw.service.service_type}" for gw in gateways
+        )
+        # --all is a list: one object holding it, so that none is still one outcome.
+        out.emit({"gateways": found} if args.all else found[0], text)
+    finally:
+        for gw in gateways:
+            await gw.close()
     return ExitCode.OK
+
+
+def _no_external_ip_note(exc: BaseException, gw: Any) -> None:
+    exc.add_note(
+        f"the router at {gw.host} may sit behind another NAT that gave it a private "
+        "address (miniupnpd then reports none); `aioigd map PORT --layers auto` maps "
+        "through both"
+    )
 
 
 async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
@@ -80,39 +92,88 @@ async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
         try:
             ip = await gw.get_external_ip_address()
         except ExternalIPUnavailable as exc:
-            exc.add_note(
-                f"the router at {gw.host} may sit behind another NAT that gave it a private "
-                "address (miniupnpd then reports none); `aioigd map PORT --layers auto` maps "
-                "through both"
-            )
+            _no_external_ip_note(exc, gw)
             raise
         out.emit({"external_ip": ip, "location": gw.location}, ip)
     return ExitCode.OK
 
 
+async def cmd_status(args: argparse.Namespace, out: Output) -> int:
+    """Like ``upnpc -s``: what the connection service says about the WAN link."""
+    from ..errors import ExternalIPUnavailable, UPnPError
+
+    async with await _gateway(args, out) as gw:
+        status = await gw.get_status_info()
+        external_ip: str | None = None
+        why = ""
+        try:
+            external_ip = await gw.get_external_ip_address()
+        except (ExternalIPUnavailable, UPnPError) as exc:
+            why = one_line(str(exc))
+        data = {
+            "location": gw.location,
+            "friendly_name": gw.friendly_name,
+            "service_type": gw.service.service_type,
+            "connection": gw.choice,
+            "local_address": gw.local_address(),
+            "connection_status": status.connection_status,
+            "last_connection_error": status.last_connection_error,
+            "uptime": status.uptime,
+            "external_ip": external_ip,
+            # WANCommonInterfaceConfig (GetTotalBytesSent ...) is not read by aioigd.
+            "byte_counters": None,
+        }
+        if why:
+            data["external_ip_error"] = why
+        lines = [
+            f"gateway:     {gw.location}  {gw.friendly_name!r}",
+            f"service:     {gw.service.service_type} ({gw.choice})",
+            f"local:       {data['local_address']}",
+            f"connection:  {status.connection_status}, up {status.uptime} s"
+            + (
+                f", last error {status.last_connection_error}"
+                if status.last_connection_error
+                else ""
+            ),
+            f"external IP: {external_ip or 'none (' + why + ')'}",
+            "bytes:       not read (WANCommonInterfaceConfig is not supported by aioigd)",
+        ]
+        out.emit(data, "\n".join(lines))
+    return ExitCode.OK
+
+
+def _entry_dict(e: Any) -> dict[str, Any]:
+    return {
+        "external_port": e.external_port,
+        "protocol": e.protocol.value,
+        "internal_client": e.internal_client,
+        "internal_port": e.internal_port,
+        "enabled": e.enabled,
+        "description": e.description,
+        "lease": e.lease,
+        "remote_host": e.remote_host,
+    }
+
+
 async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     async with await _gateway(args, out) as gw:
         entries = await gw.port_mappings()
-        if not entries and not out.as_json:
-            print("no port mappings", file=out.out)
-        for e in entries:
-            d = {
-                "external_port": e.external_port,
-                "protocol": e.protocol.value,
-                "internal_client": e.internal_client,
-                "internal_port": e.internal_port,
-                "enabled": e.enabled,
-                "description": e.description,
-                "lease": e.lease,
-                "remote_host": e.remote_host,
-            }
-            text = (
-                f"{e.protocol.value:3} {e.external_port:5} -> {e.internal_client}:"
-                f"{e.internal_port}  lease {e.lease}s  {e.description!r}"
-            )
-            out.emit(d, text)
+        lines = [
+            f"{e.protocol.value:3} {e.external_port:5} -> {e.internal_client}:"
+            f"{e.internal_port}  lease {e.lease}s  {e.description!r}"
+            + (f"  from {e.remote_host}" if e.remote_host else "")
+            for e in entries
+        ]
         for reason in gw.skipped_entries:
             print(f"aioigd: note: skipped a malformed entry ({one_line(reason)})", file=out.err)
+        out.emit(
+            {
+                "location": gw.location,
+                "port_mappings": [_entry_dict(e) for e in entries],
+                "skipped_entries": len(gw.skipped_entries),
+            },
+            "\n".join(lines) if lines else "no port mappings",
+        )
     return ExitCode.OK
 
 
@@ -125,41 +186,81 @@ def _mapping_text(m: Any) -> str:
 
 
 async def cmd_add(args: argparse.Namespace, out: Output) -> int:
+    """Every INTERNAL_PORT for every protocol, in order; the first failure stops the rest
+    (those made stay, as with one port: they are printed before the error)."""
     from ..mapper import PortMapper
 
     async with await _gateway(args, out) as gw:
-        mapping = await PortMapper(gw).map_port(
-            args.internal_port,
-            args.external_port,
-            args.protocol,
-            lease=args.lease,
-            description=args.description,
-            internal_client=args.internal_client,
-            strict=args.strict,
-        )
-        if mapping.permanent_only and not out.as_json:
-            print("note: the gateway only accepts permanent leases", file=out.err)
-        if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
-            print(
-                f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is taken; "
-                f"mapped {mapping.external_port} instead",
-                file=out.err,
-            )
-        out.emit(mapping.as_dict(), _mapping_text(mapping))
+        mapper = PortMapper(gw)
+        for port in args.internal_port:
+            for protocol in args.protocol:
+                mapping = await mapper.map_port(
+                    port,
+                    external_port=args.external_port,
+                    protocol=protocol,
+                    lease=args.lease,
+                    description=args.description,
+                    internal_client=args.internal_client,
+                    strict=args.strict,
+                )
+                if mapping.permanent_only and not out.as_json:
+                    print("note: the gateway only accepts permanent leases", file=out.err)
+                if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
+                    print(
+                        f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is "
+                        f"taken; mapped {mapping.external_port} instead",
+                        file=out.err,
+                    )
+                out.emit(mapping.as_dict(), _mapping_text(mapping))
     return ExitCode.OK
 
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     async with await _gateway(args, out) as gw:
-        # miniupnpd answers 200 for a mapping it does not have: ask first, so "not
-        # found" is said (NoSuchEntryInArray, exit 4) instead of "deleted".
-        await gw.get_specific_port_mapping_entry(args.external_port, args.protocol)
-        await gw.delete_port_mapping(args.external_port, args.protocol)
-        out.emit(
-            {"deleted": True, "external_port": args.external_port, "protocol": args.protocol},
-            f"deleted {args.protocol} {args.external_port}",
-        )
+        for low, high in args.external_port:
+            for protocol in args.protocol:
+                if low == high:
+                    await _delete_one(gw, low, protocol, args.remote_host)
+                    data: dict[str, Any] = {"deleted": True, "external_port": low}
+                    text = f"deleted {protocol} {low}"
+                else:
+                    n = await _delete_range(gw, low, high, protocol)
+                    data = {"deleted": True, "start_port": low, "end_port": high}
+                    text = f"deleted {protocol} {low}-{high}"
+                    if n is not None:
+                        data["count"] = n
+                        text += f" ({n} mapping{'s' if n != 1 else ''})"
+                data["protocol"] = protocol
+                if args.remote_host:
+                    data["remote_host"] = args.remote_host
+                out.emit(data, text)
     return ExitCode.OK
+
+
+async def _delete_one(gw: Any, port: int, protocol: str, remote_host: str | None) -> None:
+    # miniupnpd answers 200 for a mapping it does not have: ask first, so "not
+    # found" is said (NoSuchEntryInArray, exit 4) instead of "deleted".
+    await gw.get_specific_port_mapping_entry(port, protocol, remote_host=remote_host)
+    await gw.delete_port_mapping(port, protocol, remote_host=remote_host)
+
+
+async def _delete_range(gw: Any, low: int, high: int, protocol: str) -> int | None:
+    """DeletePortMappingRange on v2 (count unknown: None); on v1, each of this host's
+    mappings in the range, as the v2 action with Manage=0 would."""
+    if gw.is_v2:
+        await gw.delete_port_mapping_range(low, high, protocol)
+        return None
+    mine = gw.local_address()
+    hits = [
+        e
+        for e in await gw.port_mappings()
+        if e.protocol.value == protocol
+        and low <= e.external_port <= high
+        and e.internal_client == mine
+    ]
+    for e in hits:
+        await gw.delete_port_mapping(e.external_port, protocol, remote_host=e.remote_host)
+    return len(hits)
 
 
 def _map_text(result: Any, gateways: list[Any]) -> list[str]:
@@ -210,6 +311,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         args.protocol,
         ipv6=args.ipv6,
         layers=args.layers,
+        external_port=args.external_port,
         lease=args.lease,
         description=args.description,
         via=via,
@@ -236,6 +338,14 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
     try:
         reach = await opener.open()
         result = reach.ipv4
+        if result is None and (not args.ipv6 or reach.ipv6 is None):
+            # Nothing opened: the error, as `add` reports it (its exit code, one line,
+            # one JSON error object), and nothing on stdout.
+            exc = reach.ipv4_exception or reach.ipv6_exception
+            if reach.ipv6_exception is not None and exc is not reach.ipv6_exception:
+                assert exc is not None
+                exc.add_note(f"IPv6: {reach.ipv6_error}")
+            raise exc or IGDError("nothing could be opened")
         lines = _map_text(result, opener.mapper.gateways) if result else []
         if reach.ipv4_error:
             lines.append(f"IPv4 failed: {reach.ipv4_error}")
@@ -248,11 +358,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
                 else f"IPv6 failed: {reach.ipv6_error}"
             )
         data = reach.as_dict() if args.ipv6 else (result.as_dict() if result else {})
-        if not args.ipv6 and reach.ipv4_error:
-            data["error"] = reach.ipv4_error
         out.emit(data, "\n".join(lines))
-        if result is None and (not args.ipv6 or reach.ipv6 is None):
-            raise IGDError(reach.ipv4_error or reach.ipv6_error or "nothing could be opened")
         ok = (result is not None and result.complete) and (not args.ipv6 or reach.ipv6 is not None)
         if args.hold:
             printer = await hold(out, _events(opener), _record)
