@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         Service,
         StatusInfo,
         Transport,
+        TransportLike,
         is_global_address,
     )
     from .multilayer import LayeredMapping, LayerEvent, MultiLayerMapper
@@ -141,6 +142,7 @@ _LAZY: dict[str, str] = {
     "NATRSIPStatus": "models",
     "PortMappingEntry": "models",
     "Transport": "models",
+    "TransportLike": "models",
     "SearchResponse": "models",
     "Service": "models",
     "StatusInfo": "models",
@@ -203,6 +205,7 @@ __all__ = [
     "PortMapping",
     "PortMappingEntry",
     "Transport",
+    "TransportLike",
     "SearchResponse",
     "Service",
     "DeviceDescription",

@@ -437,7 +437,7 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
     location = with_zone(answer.location, answer.sender)
     return await Gateway.from_location(
         location,
-        timeout=options.http_timeout,
+        http_timeout=options.http_timeout,
         allow_foreign_urls=options.allow_foreign_location,
         search=answer,
     )
@@ -609,21 +609,95 @@ async def rediscover(udn: str, options: SearchOptions) -> Gateway:
     raise GatewayNotFound(f"{udn} did not answer within {options.timeout:g} s")
 
 
-async def discover(options: SearchOptions | None = None, **kwargs: object) -> Gateway:
+def _options(options: SearchOptions | None, given: dict[str, Any]) -> SearchOptions:
+    """``options``, or one built from the keywords given (``None`` = not given)."""
+    fields = {k: v for k, v in given.items() if v is not None}
+    if options is not None:
+        if fields:
+            raise TypeError(
+                f"pass either options= or keywords, not both (got {', '.join(sorted(fields))})"
+            )
+        return options
+    return SearchOptions(**fields)
+
+
+async def discover(
+    options: SearchOptions | None = None,
+    *,
+    timeout: float | None = None,
+    multicast: bool | None = None,
+    interfaces: Sequence[str] | None = None,
+    unicast: Sequence[Target] | None = None,
+    default_gateways: bool | None = None,
+    search_targets: Sequence[str] | None = None,
+    allow_foreign_location: bool | None = None,
+    mx: int | None = None,
+    http_timeout: float | None = None,
+    ipv6: bool | None = None,
+    ipv4: bool | None = None,
+    prefer_window: float | None = None,
+) -> Gateway:
     """Find the first usable gateway and return it as soon as its description parses.
 
-    Takes a :class:`SearchOptions` or its fields as keywords, e.g.
-    ``discover(timeout=2, unicast=["192.168.1.1"])``.
+    Takes a :class:`SearchOptions` or its fields as keywords (``None``: the
+    :class:`SearchOptions` default), e.g. ``discover(timeout=2, unicast=["192.168.1.1"])``.
 
     Raises:
         GatewayNotFound: nothing usable answered within the timeout.
+        TypeError: both ``options`` and keywords were given.
     """
-    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+    opts = _options(
+        options,
+        dict(
+            timeout=timeout,
+            multicast=multicast,
+            interfaces=interfaces,
+            unicast=unicast,
+            default_gateways=default_gateways,
+            search_targets=search_targets,
+            allow_foreign_location=allow_foreign_location,
+            mx=mx,
+            http_timeout=http_timeout,
+            ipv6=ipv6,
+            ipv4=ipv4,
+            prefer_window=prefer_window,
+        ),
+    )
     first = await _collect(opts, first=True)
     return first[0]
 
 
-async def discover_all(options: SearchOptions | None = None, **kwargs: object) -> list[Gateway]:
-    """Collect every gateway that answers before the timeout (deduplicated by UDN and LOCATION)."""
-    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+async def discover_all(
+    options: SearchOptions | None = None,
+    *,
+    timeout: float | None = None,
+    multicast: bool | None = None,
+    interfaces: Sequence[str] | None = None,
+    unicast: Sequence[Target] | None = None,
+    default_gateways: bool | None = None,
+    search_targets: Sequence[str] | None = None,
+    allow_foreign_location: bool | None = None,
+    mx: int | None = None,
+    http_timeout: float | None = None,
+    ipv6: bool | None = None,
+    ipv4: bool | None = None,
+) -> list[Gateway]:
+    """Collect every gateway that answers before the timeout (deduplicated by UDN and
+    LOCATION). Options as for :func:`discover`."""
+    opts = _options(
+        options,
+        dict(
+            timeout=timeout,
+            multicast=multicast,
+            interfaces=interfaces,
+            unicast=unicast,
+            default_gateways=default_gateways,
+            search_targets=search_targets,
+            allow_foreign_location=allow_foreign_location,
+            mx=mx,
+            http_timeout=http_timeout,
+            ipv6=ipv6,
+            ipv4=ipv4,
+        ),
+    )
     return await _collect(opts, first=False)

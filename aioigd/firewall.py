@@ -44,7 +44,7 @@ from .keeper import (
     warn_leftovers,
 )
 from .lifecycle import Action, Event
-from .models import FirewallStatus, Pinhole, Service, Transport
+from .models import FirewallStatus, Pinhole, Service, Transport, TransportLike
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.table import check_action
@@ -104,7 +104,7 @@ class FirewallControl:
         location: the gateway's LOCATION (recorded in each :class:`Pinhole`).
         internal_client: this host's IPv6 address to open pinholes for; default:
             its global (else unique-local) address on the interface towards the gateway.
-        timeout: per-request timeout.
+        http_timeout: per-request timeout.
         udn: the gateway's UDN, to find it again when it stops answering.
         rediscovery: how to search for it then (default: unicast M-SEARCH to
             its address, and multicast on ``[ff02::c]``).
@@ -116,7 +116,7 @@ class FirewallControl:
         location: str,
         *,
         internal_client: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = DEFAULT_TIMEOUT,
         udn: str = "",
         rediscovery: SearchOptions | None = None,
     ) -> None:
@@ -135,7 +135,7 @@ class FirewallControl:
         except OSError as exc:
             raise IGDConnectionError(f"cannot pick this host's IPv6 address: {exc}") from None
         self.internal_client = fw.canonical_ipv6(client, "internal_client")
-        self.session = SoapSession(host, timeout=timeout, local_addr=self.internal_client)
+        self.session = SoapSession(host, timeout=http_timeout, local_addr=self.internal_client)
         self.udn = udn
         self.rediscovery = rediscovery
         self._hub: EventHub[Event[Pinhole]] = EventHub()
@@ -147,7 +147,7 @@ class FirewallControl:
         gateway: Gateway,
         *,
         internal_client: str | None = None,
-        timeout: float | None = None,
+        http_timeout: float | None = None,
         rediscovery: SearchOptions | None = None,
     ) -> FirewallControl:
         """The IPv6 pinhole service of ``gateway`` (which must have been reached over IPv6).
@@ -161,7 +161,7 @@ class FirewallControl:
             gateway.firewall,
             gateway.location,
             internal_client=internal_client,
-            timeout=gateway.session.timeout if timeout is None else timeout,
+            http_timeout=gateway.session.timeout if http_timeout is None else http_timeout,
             udn=gateway.udn,
             rediscovery=rediscovery,
         )
@@ -180,7 +180,7 @@ class FirewallControl:
     async def get_outbound_pinhole_timeout(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -201,7 +201,7 @@ class FirewallControl:
     async def add_pinhole(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         lease: int = DEFAULT_PINHOLE_LEASE,
         remote_host: str | None = None,
@@ -247,7 +247,7 @@ class FirewallControl:
     async def open_pinhole(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -293,7 +293,7 @@ class FirewallControl:
     async def keep_pinhole(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -399,7 +399,7 @@ class FirewallControl:
         return self._hub.subscribe()
 
     async def release(
-        self, pinhole: Kept[Pinhole] | Pinhole, *, timeout: float = CLEANUP_TIMEOUT
+        self, pinhole: Kept[Pinhole] | Pinhole, *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> None:
         """Stop keeping ``pinhole`` and delete it (gone already is fine).
 
@@ -415,9 +415,9 @@ class FirewallControl:
             kept = next((k for k in self._keeper.kept() if _key(k.current) == key), None)
         if kept is None:
             assert isinstance(pinhole, Pinhole)
-            leftover = await self._keeper.delete(pinhole, timeout=timeout)
+            leftover = await self._keeper.delete(pinhole, cleanup_timeout=cleanup_timeout)
         else:
-            leftover = await self._keeper.release(kept, timeout=timeout)
+            leftover = await self._keeper.release(kept, cleanup_timeout=cleanup_timeout)
         if leftover is not None:
             raise leftover.error
 
@@ -436,7 +436,7 @@ class FirewallControl:
     async def pinhole(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,

@@ -34,6 +34,7 @@ from .models import (
     ServiceKind,
     StatusInfo,
     Transport,
+    TransportLike,
 )
 from .netutil import local_address_for
 from .proto import actions
@@ -113,7 +114,7 @@ class Gateway:
         cls,
         location: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = DEFAULT_TIMEOUT,
         allow_foreign_urls: bool = False,
         search: SearchResponse | None = None,
     ) -> Gateway:
@@ -126,7 +127,9 @@ class Gateway:
             ActionNotSupported: no WAN connection service in the description.
         """
         check_url(location)
-        session = SoapSession(None if allow_foreign_urls else url_host(location), timeout=timeout)
+        session = SoapSession(
+            None if allow_foreign_urls else url_host(location), timeout=http_timeout
+        )
         try:
             data = await session.get(location)
             description = parse_description(data, location, allow_foreign_urls=allow_foreign_urls)
@@ -263,10 +266,10 @@ class Gateway:
     async def add_port_mapping(
         self,
         external_port: int,
-        protocol: Transport | str,
+        *,
+        protocol: TransportLike,
         internal_port: int,
         internal_client: str,
-        *,
         description: str = DEFAULT_DESCRIPTION,
         lease: int = DEFAULT_LEASE,
         remote_host: str | None = None,
@@ -290,10 +293,10 @@ class Gateway:
     async def add_any_port_mapping(
         self,
         external_port: int,
-        protocol: Transport | str,
+        *,
+        protocol: TransportLike,
         internal_port: int,
         internal_client: str,
-        *,
         description: str = DEFAULT_DESCRIPTION,
         lease: int = DEFAULT_LEASE,
         remote_host: str | None = None,
@@ -316,7 +319,7 @@ class Gateway:
         return actions.parse_reserved_port(out)
 
     async def delete_port_mapping(
-        self, external_port: int, protocol: Transport | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: TransportLike, *, remote_host: str | None = None
     ) -> None:
         """DeletePortMapping (miniupnpd answers 200 even when nothing was there)."""
         await self.call(
@@ -325,7 +328,7 @@ class Gateway:
         )
 
     async def delete_port_mapping_range(
-        self, start_port: int, end_port: int, protocol: Transport | str, *, manage: bool = False
+        self, start_port: int, end_port: int, protocol: TransportLike, *, manage: bool = False
     ) -> None:
         """DeletePortMappingRange (v2), sent in chunks of at most :data:`RANGE_DELETE_CHUNK`.
 
@@ -350,7 +353,7 @@ class Gateway:
         return actions.parse_port_mapping_entry(out)
 
     async def get_specific_port_mapping_entry(
-        self, external_port: int, protocol: Transport | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: TransportLike, *, remote_host: str | None = None
     ) -> PortMappingEntry:
         """GetSpecificPortMappingEntry.
 
@@ -373,7 +376,7 @@ class Gateway:
 
     async def get_list_of_port_mappings(
         self,
-        protocol: Transport | str,
+        protocol: TransportLike,
         *,
         start_port: int = 1,
         end_port: int = 65535,

@@ -41,7 +41,7 @@ from .errors import (
 from .gateway import Gateway
 from .keeper import CLEANUP_TIMEOUT
 from .lifecycle import effective_lease
-from .models import PortMapping, PortMappingEntry, Transport
+from .models import PortMapping, PortMappingEntry, Transport, TransportLike
 from .tasks import settle
 
 __all__ = ["MapFlow", "EXTERNAL_IP_TTL"]
@@ -185,7 +185,7 @@ class MapFlow:
         self,
         internal_port: int,
         external_port: int | None,
-        protocol: Transport | str,
+        protocol: TransportLike,
         *,
         lease: int,
         description: str,
@@ -295,7 +295,8 @@ class MapFlow:
             except NoSuchEntryInArray:
                 pass
             except IGDError as exc:  # best effort: the new mapping already works
-                log.warning("could not remove stale mapping %d: %s", entry.external_port, exc)
+                # INFO: handled; the new mapping works, the stale one expires with its lease.
+                log.info("could not remove stale mapping %d: %s", entry.external_port, exc)
                 continue
             self.forget(proto, entry.external_port)
 
@@ -363,7 +364,12 @@ class MapFlow:
                 wanted,
                 client_ip,
                 self.gateway.add_any_port_mapping(
-                    wanted, proto, internal_port, client_ip, description=description, lease=lease
+                    wanted,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=lease,
                 ),
             )
             return port, lease, False
@@ -385,22 +391,31 @@ class MapFlow:
                 port,
                 client_ip,
                 self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=lease
+                    port,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=lease,
                 ),
             )
             return lease
         except (OnlyPermanentLeasesSupported, InvalidArgs) as exc:
             if lease == 0:
                 raise
-            log.warning(
-                "gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc
-            )
+            # INFO: handled (the permanent lease is reported as PortMapping.permanent_only).
+            log.info("gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc)
             await self._guarded(
                 proto,
                 port,
                 client_ip,
                 self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=0
+                    port,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=0,
                 ),
             )
             return 0

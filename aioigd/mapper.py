@@ -45,7 +45,7 @@ from .keeper import (
 )
 from .lifecycle import Action, Event, effective_lease
 from .mapflow import MapFlow
-from .models import PortMapping, PortMappingEntry, Transport
+from .models import PortMapping, PortMappingEntry, Transport, TransportLike
 from .tasks import settle
 
 __all__ = [
@@ -178,9 +178,9 @@ class PortMapper:
     async def map_port(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Transport | str = Transport.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -232,9 +232,9 @@ class PortMapper:
     async def keep(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Transport | str = Transport.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -413,9 +413,9 @@ class PortMapper:
         return self._hub.subscribe()
 
     async def release(
-        self, mapping: Kept[PortMapping] | PortMapping, *, timeout: float = CLEANUP_TIMEOUT
+        self, mapping: Kept[PortMapping] | PortMapping, *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> None:
-        """Stop keeping ``mapping`` and delete it (within ``timeout`` seconds).
+        """Stop keeping ``mapping`` and delete it (within ``cleanup_timeout`` seconds).
 
         Takes a kept mapping or a :class:`PortMapping` value (kept or from
         :meth:`map_port`). A cancellation during the delete lets it finish first
@@ -425,7 +425,7 @@ class PortMapper:
             IGDError: the deletion failed (the gateway is gone, or timed out).
         """
         if isinstance(mapping, Kept):
-            leftover = await self._keeper.release(mapping, timeout=timeout)
+            leftover = await self._keeper.release(mapping, cleanup_timeout=cleanup_timeout)
         else:
             kept = next(
                 (
@@ -437,11 +437,13 @@ class PortMapper:
                 None,
             )
             if kept is not None:
-                leftover = await self._keeper.release(kept, timeout=timeout)
+                leftover = await self._keeper.release(kept, cleanup_timeout=cleanup_timeout)
             else:
                 # Not kept: it may be an old value, or its port may belong to someone else
                 # by now, so delete it only if the gateway still forwards it to us.
-                leftover = await self._keeper.delete(mapping, timeout=timeout, verify=True)
+                leftover = await self._keeper.delete(
+                    mapping, cleanup_timeout=cleanup_timeout, verify=True
+                )
         if leftover is not None:
             raise leftover.error
 
@@ -464,9 +466,9 @@ class PortMapper:
     async def mapped(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Transport | str = Transport.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -476,8 +478,8 @@ class PortMapper:
         """Map on enter, keep alive inside, delete on exit, error or cancellation."""
         kept = await self.keep(
             internal_port,
-            external_port,
-            protocol,
+            external_port=external_port,
+            protocol=protocol,
             lease=lease,
             description=description,
             internal_client=internal_client,

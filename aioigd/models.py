@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 __all__ = [
     "Transport",
+    "TransportLike",
     "ServiceKind",
     "SearchResponse",
     "Service",
@@ -43,10 +44,17 @@ class Transport(enum.StrEnum):
         """Accept ``"tcp"``, ``"UDP"`` or a member; raise ``ValueError`` otherwise."""
         if isinstance(value, Transport):
             return value
+        if not isinstance(value, str):
+            raise ValueError(f"protocol must be TCP or UDP, not {value!r}")
         try:
             return cls(value.strip().upper())
         except ValueError:
             raise ValueError(f"protocol must be TCP or UDP, not {value!r}") from None
+
+
+#: What a ``protocol=`` parameter takes: a member, or its name (checked at run time
+#: too: anything else raises ``ValueError``).
+TransportLike: TypeAlias = Transport | Literal["TCP", "UDP"]
 
 
 class ServiceKind(enum.Enum):

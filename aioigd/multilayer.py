@@ -34,7 +34,7 @@ from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
-from .models import PortMapping, Transport, is_global_address
+from .models import PortMapping, Transport, TransportLike, is_global_address
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
@@ -141,14 +141,14 @@ class MultiLayerMapper:
             (default: unicast to its address and multicast); an upper layer found by
             an SSDP hint or a traced hop is searched for at that address again.
         check_interval: seconds between checks of each layer between renewals.
-        timeout: seconds to wait for each layer's gateway to answer.
+        search_timeout: seconds to wait for each layer's gateway to answer (each search).
         http_timeout: per-request timeout.
     """
 
     def __init__(
         self,
         internal_port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         layers: Literal["auto"] | int = "auto",
         external_port: int | None = None,
@@ -159,7 +159,7 @@ class MultiLayerMapper:
         via: Sequence[str | None] = (),
         probe_target: str | None = DEFAULT_PROBE_TARGET,
         search: SearchOptions | None = None,
-        timeout: float = 2.0,
+        search_timeout: float = 2.0,
         http_timeout: float = 5.0,
         rediscovery: SearchOptions | None = None,
         check_interval: float | None = DEFAULT_CHECK_INTERVAL,
@@ -179,7 +179,7 @@ class MultiLayerMapper:
         self.via = list(via)
         self.probe_target = probe_target
         self.search = search
-        self.timeout = timeout
+        self.search_timeout = search_timeout
         self.http_timeout = http_timeout
         self.rediscovery = rediscovery
         self.check_interval = check_interval
@@ -199,11 +199,11 @@ class MultiLayerMapper:
 
     async def _from_hint(self, hint: str) -> Gateway:
         if hint.startswith(("http://", "https://")):
-            return await Gateway.from_location(hint, timeout=self.http_timeout)
+            return await Gateway.from_location(hint, http_timeout=self.http_timeout)
         host, _, port = hint.rpartition(":") if hint.count(":") == 1 else (hint, "", "")
         gw = await discover(
             SearchOptions(
-                timeout=self.timeout,
+                timeout=self.search_timeout,
                 multicast=False,
                 default_gateways=False,
                 unicast=[hint],
@@ -285,7 +285,7 @@ class MultiLayerMapper:
         found_at = self._found_at.get(gw)
         if rediscovery is None and found_at is not None:
             rediscovery = SearchOptions(
-                timeout=self.timeout,
+                timeout=self.search_timeout,
                 multicast=False,
                 default_gateways=False,
                 unicast=[found_at],
@@ -317,8 +317,8 @@ class MultiLayerMapper:
             mapper = self._mapper(await self._first_gateway(), 1)
             kept = await mapper.keep(
                 self.internal_port,
-                self.external_port,
-                self.protocol,
+                external_port=self.external_port,
+                protocol=self.protocol,
                 lease=self.lease,
                 description=self.description,
                 internal_client=self.internal_client,
@@ -338,8 +338,8 @@ class MultiLayerMapper:
                 try:
                     kept = await mapper.keep(
                         below.external_port,
-                        below.external_port,
-                        self.protocol,
+                        external_port=below.external_port,
+                        protocol=self.protocol,
                         lease=self.lease,
                         description=self.description,
                         internal_client=below.external_ip,
@@ -356,7 +356,8 @@ class MultiLayerMapper:
 
     def _finish(self, layer: int | None = None, reason: str = "") -> LayeredMapping:
         if layer is not None:
-            log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
+            # INFO: the caller gets it in the result (complete=False, stopped_at, reason).
+            log.info("multi-layer mapping stopped at layer %d: %s", layer, reason)
             self._state.complete, self._state.stopped_at = False, layer
             self._state.reason = reason
         self._update_result()
@@ -424,13 +425,14 @@ class MultiLayerMapper:
             try:
                 kept = await mapper.keep(
                     below.external_port,
-                    below.external_port,
-                    self.protocol,
+                    external_port=below.external_port,
+                    protocol=self.protocol,
                     lease=self.lease,
                     description=self.description,
                     internal_client=below.external_ip,
                 )
             except IGDError as exc:
+                # WARNING: in the background, and the app's endpoint no longer reaches it.
                 log.warning("layer %d could not be mapped again: %s", layer + 1, exc)
                 del st.kept[layer:]
                 st.complete, st.stopped_at = False, layer + 1

@@ -15,7 +15,7 @@ from .errors import IGDError
 from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl, KeptPinhole
 from .gateway import Gateway
 from .keeper import Leftover
-from .models import Pinhole, PortMapping, Transport
+from .models import Pinhole, PortMapping, Transport, TransportLike
 from .multilayer import LayeredMapping, MultiLayerMapper
 from .traceroute import DEFAULT_PROBE_TARGET
 
@@ -56,7 +56,7 @@ class ReachablePort:
     def __init__(
         self,
         port: int,
-        protocol: Transport | str = Transport.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         ipv4: bool = True,
         ipv6: bool = True,
@@ -70,13 +70,13 @@ class ReachablePort:
         ipv6_search: SearchOptions | None = None,
         ipv6_gateway: str | None = None,
         ipv6_client: str | None = None,
-        timeout: float = 2.0,
+        search_timeout: float = 2.0,
         http_timeout: float = 5.0,
     ) -> None:
         self.port = port
         self.protocol = Transport.parse(protocol)
         self.ipv6_search = ipv6_search or SearchOptions(
-            ipv4=False, ipv6=True, timeout=timeout, http_timeout=http_timeout
+            ipv4=False, ipv6=True, timeout=search_timeout, http_timeout=http_timeout
         )
         self.ipv6_gateway = ipv6_gateway
         self.ipv6_client = ipv6_client
@@ -94,7 +94,7 @@ class ReachablePort:
             via=via or (),
             probe_target=probe_target,
             search=search,
-            timeout=timeout,
+            search_timeout=search_timeout,
             http_timeout=http_timeout,
         )
         self._gateway6: Gateway | None = None
@@ -104,7 +104,7 @@ class ReachablePort:
 
     async def _open_ipv6(self) -> Pinhole:
         if self.ipv6_gateway:
-            gw = await Gateway.from_location(self.ipv6_gateway, timeout=self.http_timeout)
+            gw = await Gateway.from_location(self.ipv6_gateway, http_timeout=self.http_timeout)
         else:
             gw = await discover(self.ipv6_search)
         self._gateway6 = gw

@@ -154,7 +154,7 @@ async def test_managed_pinhole_renews_and_is_re_added_after_loss(
 
 async def test_close_reports_what_it_could_not_delete(fake6: FakeIGD) -> None:
     async with await aioigd.Gateway.from_location(fake6.location) as gw:
-        fc = FirewallControl.from_gateway(gw, timeout=1.0)
+        fc = FirewallControl.from_gateway(gw, http_timeout=1.0)
         kept = await fc.keep_pinhole(8000, lease=60)
         await fc.open_pinhole(8001, lease=60)  # one-shot: not deleted by close
         fake6.quirks.fail_actions = {"DeletePinhole": 501}

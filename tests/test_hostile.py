@@ -47,7 +47,7 @@ async def _timed(coro: Awaitable[Any], expected: Any) -> tuple[BaseException, fl
 async def gw_and_fake() -> AsyncIterator[tuple[Gateway, FakeIGD]]:
     """A gateway with a short timeout; set quirks on the fake after the description."""
     async with FakeIGD("127.0.0.1") as fake:
-        gw = await Gateway.from_location(fake.location, timeout=TIMEOUT)
+        gw = await Gateway.from_location(fake.location, http_timeout=TIMEOUT)
         try:
             yield gw, fake
         finally:
@@ -70,7 +70,7 @@ async def test_hanging_action_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) ->
 async def test_hanging_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(hang_actions=frozenset({"GET"}))) as fake:
         _, elapsed = await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT), IGDTimeoutError
         )
         assert elapsed < TIMEOUT + MARGIN
 
@@ -78,7 +78,7 @@ async def test_hanging_description_times_out() -> None:
 async def test_trickled_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(trickle=0.2)) as fake:
         _, elapsed = await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT), IGDTimeoutError
         )
         assert elapsed < TIMEOUT + MARGIN
 
@@ -109,7 +109,7 @@ async def test_short_body(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
 async def test_short_body_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(short_body=True)) as fake:
         _, elapsed = await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT),
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
         assert elapsed < TIMEOUT + MARGIN
@@ -127,7 +127,7 @@ async def test_garbage_http(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
 async def test_garbage_http_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(garbage_http=True)) as fake:
         await _timed(
-            Gateway.from_location(fake.location, timeout=TIMEOUT),
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
 
@@ -145,10 +145,10 @@ async def test_redirect_to_another_host_is_refused(stage: str) -> None:
         if stage == "description":
             fake.quirks.redirect_to = other.location
             exc, _ = await _timed(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT), RemoteProtocolError
             )
         else:
-            async with await Gateway.from_location(fake.location, timeout=TIMEOUT) as gw:
+            async with await Gateway.from_location(fake.location, http_timeout=TIMEOUT) as gw:
                 fake.quirks.redirect_to = f"http://127.0.0.9:{other.http_port}{other.control_path}"
                 exc, _ = await _timed(gw.get_external_ip_address(), RemoteProtocolError)
         assert "redirect" in str(exc)
@@ -186,7 +186,7 @@ async def test_huge_description_is_refused() -> None:
         tracemalloc.start()
         try:
             _, elapsed = await _timed(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), ResponseTooLarge
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT), ResponseTooLarge
             )
             _, peak = tracemalloc.get_traced_memory()
         finally:
@@ -200,7 +200,7 @@ async def test_oversized_chunked_body_without_length_is_capped() -> None:
     big = b"<root>" + b"x" * (3 << 20) + b"</root>"
     q = Quirks(chunked=True, description_body=big)
     async with FakeIGD("127.0.0.1", quirks=q) as fake:
-        await _timed(Gateway.from_location(fake.location, timeout=5.0), ResponseTooLarge)
+        await _timed(Gateway.from_location(fake.location, http_timeout=5.0), ResponseTooLarge)
 
 
 # -- hostile descriptions ---------------------------------------------------------------
@@ -260,7 +260,7 @@ async def test_hostile_description(body: bytes) -> None:
         tracemalloc.start()
         try:
             exc, elapsed = await _timed(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), IGDError
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT), IGDError
             )
             _, peak = tracemalloc.get_traced_memory()
         finally:
@@ -282,7 +282,9 @@ async def test_description_with_foreign_control_url_is_refused() -> None:
             fake.control_path.encode(), b"http://127.0.0.9:80" + fake.control_path.encode()
         )
         fake.quirks.description_body = desc
-        await _timed(Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError)
+        await _timed(
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT), RemoteProtocolError
+        )
 
 
 # -- hostile SOAP replies ---------------------------------------------------------------
@@ -342,7 +344,7 @@ async def test_external_ip_lies(gw_and_fake: tuple[Gateway, FakeIGD], value: str
 
 async def test_endless_entries_terminates() -> None:
     async with FakeIGD("127.0.0.1", version=1, quirks=Quirks(endless_entries=True)) as fake:
-        async with await Gateway.from_location(fake.location, timeout=TIMEOUT) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=TIMEOUT) as gw:
             entries = await asyncio.wait_for(gw.port_mappings(), 20)
         assert entries == []
         asked = fake.actions().count("GetGenericPortMappingEntry")
@@ -352,7 +354,12 @@ async def test_endless_entries_terminates() -> None:
 async def test_fail_actions_add_port_mapping(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
-    exc, _ = await _timed(gw.add_port_mapping(6000, "TCP", 6000, "192.168.1.5"), ActionFailed)
+    exc, _ = await _timed(
+        gw.add_port_mapping(
+            6000, protocol="TCP", internal_port=6000, internal_client="192.168.1.5"
+        ),
+        ActionFailed,
+    )
     assert isinstance(exc, UPnPError)
     assert exc.code == 501
     assert exc.action == "AddPortMapping"

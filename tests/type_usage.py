@@ -43,7 +43,9 @@ async def usage() -> None:
         await pm.release(mapping)
         await pm.release(kept)
         try:
-            await gw.add_port_mapping(80, aioigd.Transport.TCP, 80, "192.168.1.2")
+            await gw.add_port_mapping(
+                80, protocol=aioigd.Transport.TCP, internal_port=80, internal_client="192.168.1.2"
+            )
         except aioigd.ConflictInMappingEntry as exc:
             code: int = exc.code
         except aioigd.UPnPError as exc:
@@ -64,9 +66,16 @@ async def usage() -> None:
     gw.mapper  # type: ignore[attr-defined]  # noqa: B018
     await gw.close(release=False)  # type: ignore[call-arg]
     await pm.keep(8000, managed=False)  # type: ignore[call-arg]
+    # Issue 13: typed keywords and a Literal protocol, so these are caught before they run.
+    await aioigd.discover(timeot=2)  # type: ignore[call-arg]
+    await aioigd.discover(aioigd.SearchOptions(), timeout="2")  # type: ignore[arg-type]
+    await pm.map_port(8000, protocol="SCTP")  # type: ignore[arg-type]
+    await pm.map_port(8000, 8001)  # type: ignore[call-arg]
+    await gw.add_port_mapping(80, "TCP", 80, "192.168.1.2")  # type: ignore[call-arg]
+    MultiLayerMapper(8000, timeout=2.0)  # type: ignore[call-arg]
 
     async with await aioigd.discover(ipv4=False, ipv6=True) as gw6:
-        fc: FirewallControl = FirewallControl.from_gateway(gw6)
+        fc: FirewallControl = FirewallControl.from_gateway(gw6, http_timeout=2.0)
         async with fc:
             hole: aioigd.Pinhole = await fc.open_pinhole(8000, lease=600)
             kept_hole: KeptPinhole = await fc.keep_pinhole(8001, lease=600)
@@ -75,6 +84,8 @@ async def usage() -> None:
                 hole_state: State = h2.state
             holes: list[aioigd.Pinhole] = fc.active()
             await fc.release(hole)
+            await fc.release(hole, timeout=1.0)  # type: ignore[call-arg]
+            await fc.release(hole, cleanup_timeout=1.0)
             await fc.release(kept_hole)
             hole_leftovers: list[Leftover[aioigd.Pinhole]] = await fc.close()
             del uid, hole_state, holes, hole_leftovers

@@ -35,7 +35,7 @@ async def _gateway(args: argparse.Namespace, out: Output) -> Any:
 
         return await Gateway.from_location(
             args.gateway,
-            timeout=args.http_timeout,
+            http_timeout=args.http_timeout,
             allow_foreign_urls=args.allow_foreign_location,
         )
     from ..discovery import discover
@@ -319,7 +319,7 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         search=search,
         ipv6_gateway=args.ipv6_gateway,
         ipv6_client=args.ipv6_client,
-        timeout=args.timeout,
+        search_timeout=args.timeout,
         http_timeout=args.http_timeout,
     )
     opener.mapper.internal_client = args.internal_client
