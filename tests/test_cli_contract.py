@@ -409,3 +409,28 @@ def test_json_outcome_for_every_command(fakes: ThreadedFakes) -> None:
         _, out, _ = run_cli(*argv, "--json")
         assert len(json_lines(out)) == 1, (argv, out)
         json.loads(out)
+
+
+def test_add_and_delete_for_one_remote_host(fakes: ThreadedFakes) -> None:
+    fake = fakes.start()
+    code, out, err = run_cli(
+        "add", "6000", "--remote-host", "198.51.100.7", "--json", "--gateway", fake.location
+    )
+    assert code == 0, err
+    [obj] = json_lines(out)
+    assert (obj["remote_host"], obj["external_port"], obj["internal_port"]) == (
+        "198.51.100.7",
+        6000,
+        6000,
+    )
+    held = fakes.run(lambda: fake.mappings[("TCP", 6000)])
+    assert held.remote_host == "198.51.100.7"
+    sent = fakes.run(lambda: [r.args for r in fake.requests if r.action == "AddPortMapping"])
+    assert [a["NewRemoteHost"] for a in sent] == ["198.51.100.7"]
+    code, out, err = run_cli(
+        "delete", "6000", "--remote-host", "198.51.100.7", "--gateway", fake.location
+    )
+    assert code == 0, err
+    deletes = fakes.run(lambda: [r.args for r in fake.requests if r.action == "DeletePortMapping"])
+    assert [a["NewRemoteHost"] for a in deletes] == ["198.51.100.7"]
+    assert fakes.run(lambda: dict(fake.mappings)) == {}

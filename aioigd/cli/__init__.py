@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--internal-client", type=A.ip_address, metavar="IP", help="default: this host's address"
     )
+    p.add_argument(
+        "--remote-host",
+        type=A.ip_address,
+        metavar="IP",
+        help="only this peer (the port as asked: no other is tried)",
+    )
     p.add_argument("--strict", action="store_true", help="fail instead of choosing another port")
     _common(p)
     p = sub.add_parser("delete", help="delete port mappings (PORT, or LOW-HIGH: a range)")

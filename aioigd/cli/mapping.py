@@ -194,6 +194,9 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
         mapper = PortMapper(gw)
         for port in args.internal_port:
             for protocol in args.protocol:
+                if args.remote_host:
+                    await _add_for_peer(gw, args, port, protocol, out)
+                    continue
                 mapping = await mapper.map_port(
                     port,
                     external_port=args.external_port,
@@ -213,6 +216,68 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
                     )
                 out.emit(mapping.as_dict(), _mapping_text(mapping))
     return ExitCode.OK
+
+
+async def _add_for_peer(
+    gw: Any, args: argparse.Namespace, port: int, protocol: str, out: Output
+) -> None:
+    """``add --remote-host``: one AddPortMapping as asked, like ``upnpc -a ... REMOTE_HOST``
+    (PortMapper maps for any peer): no other port is tried; 725 falls back to a permanent
+    lease; verified with GetSpecificPortMappingEntry for that peer."""
+    from ..errors import ExternalIPUnavailable, MappingFailed, OnlyPermanentLeasesSupported
+    from ..models import PortMapping, Transport
+
+    external = args.external_port or port
+    client = args.internal_client or gw.local_address()
+    lease = args.lease
+
+    async def add(lease: int) -> None:
+        await gw.add_port_mapping(
+            external,
+            protocol=protocol,
+            internal_port=port,
+            internal_client=client,
+            description=args.description,
+            lease=lease,
+            remote_host=args.remote_host,
+        )
+
+    try:
+        await add(lease)
+    except OnlyPermanentLeasesSupported:
+        if lease == 0:
+            raise
+        lease = 0
+        await add(lease)
+        print("note: the gateway only accepts permanent leases", file=out.err)
+    entry = await gw.get_specific_port_mapping_entry(
+        external, protocol, remote_host=args.remote_host
+    )
+    if (entry.internal_client, entry.internal_port) != (client, port):
+        raise MappingFailed(
+            f"{protocol} {external} from {args.remote_host} maps to "
+            f"{entry.internal_client}:{entry.internal_port}, not {client}:{port}"
+        )
+    try:
+        external_ip: str | None = await gw.get_external_ip_address()
+    except ExternalIPUnavailable:
+        external_ip = None
+    mapping = PortMapping(
+        external_ip=external_ip,
+        external_port=external,
+        internal_client=client,
+        internal_port=port,
+        protocol=Transport.parse(protocol),
+        lease=entry.lease if lease else 0,
+        description=args.description,
+        gateway=gw.location,
+        permanent_only=lease == 0 and args.lease != 0,
+        wanted_port=external,
+    )
+    out.emit(
+        {**mapping.as_dict(), "remote_host": args.remote_host},
+        f"{_mapping_text(mapping)}  only from {args.remote_host}",
+    )
 
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
