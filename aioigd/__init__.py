@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         SearchResponse,
         Service,
         StatusInfo,
+        TrafficCounters,
         Transport,
         TransportLike,
         is_global_address,
@@ -146,6 +147,7 @@ _LAZY: dict[str, str] = {
     "SearchResponse": "models",
     "Service": "models",
     "StatusInfo": "models",
+    "TrafficCounters": "models",
     "is_global_address": "models",
     "SoapSession": "session",
 }
@@ -210,6 +212,7 @@ __all__ = [
     "Service",
     "DeviceDescription",
     "StatusInfo",
+    "TrafficCounters",
     "NATRSIPStatus",
     "ConnectionTypeInfo",
     "is_global_address",

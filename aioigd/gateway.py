@@ -17,7 +17,9 @@ from types import TracebackType
 from .errors import (
     ActionNotSupported,
     IGDError,
+    InvalidAction,
     NoSuchEntryInArray,
+    OptionalActionNotImplemented,
     PortMappingNotFound,
     RemoteProtocolError,
     ResponseTooLarge,
@@ -33,6 +35,7 @@ from .models import (
     Service,
     ServiceKind,
     StatusInfo,
+    TrafficCounters,
     Transport,
     TransportLike,
 )
@@ -101,6 +104,10 @@ class Gateway:
         self.service: Service = services[0]
         #: The IPv6 firewall-control service, if any.
         self.firewall: Service | None = description.firewall_service()
+        #: The WANCommonInterfaceConfig service (traffic counters), if any.
+        self.common_interface: Service | None = next(
+            (s for s in description.services() if s.kind is ServiceKind.COMMON_INTERFACE), None
+        )
         #: Why discovery chose this device (several IGDs may answer; empty: not discovered).
         self.discovery_reason = ""
         #: Why :attr:`service` was chosen (several WAN connections: see :meth:`choose_connection`).
@@ -254,6 +261,36 @@ class Gateway:
     async def get_status_info(self) -> StatusInfo:
         """GetStatusInfo."""
         return actions.parse_status_info(await self.call("GetStatusInfo"))
+
+    async def get_traffic_counters(self) -> TrafficCounters:
+        """GetTotalBytesSent/Received and GetTotalPacketsSent/Received of the
+        WANCommonInterfaceConfig service (like ``upnpc -s``); a counter the gateway does
+        not implement (401, 602) is ``None``.
+
+        Raises:
+            ActionNotSupported: the gateway has no WANCommonInterfaceConfig service.
+        """
+        service = self.common_interface
+        if service is None:
+            raise ActionNotSupported(f"{self.location} has no WANCommonInterfaceConfig service")
+        values: list[int | None] = []
+        for action in (
+            "GetTotalBytesSent",
+            "GetTotalBytesReceived",
+            "GetTotalPacketsSent",
+            "GetTotalPacketsReceived",
+        ):
+            spec = check_action(action, service)
+            assert spec.parser is not None
+            try:
+                out = await self.session.call(service.control_url, service.service_type, action, [])
+            except (InvalidAction, OptionalActionNotImplemented):
+                values.append(None)
+                continue
+            value = spec.parser(out)
+            assert isinstance(value, int)
+            values.append(value)
+        return TrafficCounters(*values)
 
     async def get_connection_type_info(self) -> ConnectionTypeInfo:
         """GetConnectionTypeInfo."""

@@ -17,6 +17,7 @@ __all__ = [
     "DeviceDescription",
     "PortMappingEntry",
     "StatusInfo",
+    "TrafficCounters",
     "NATRSIPStatus",
     "ConnectionTypeInfo",
     "PortMapping",
@@ -66,6 +67,8 @@ class ServiceKind(enum.Enum):
     WAN_PPP = "WANPPPConnection"
     #: ``WANIPv6FirewallControl`` v1 (IPv6 pinholes).
     FIREWALL = "WANIPv6FirewallControl"
+    #: ``WANCommonInterfaceConfig`` v1 (the WAN link: traffic counters).
+    COMMON_INTERFACE = "WANCommonInterfaceConfig"
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,26 @@ class PortMappingEntry:
     description: str = ""
     lease: int = 0
     remote_host: str | None = None
+
+
+@dataclass(frozen=True)
+class TrafficCounters:
+    """WANCommonInterfaceConfig's totals (ui4, they wrap at 2**32); ``None`` where the
+    gateway does not implement that action."""
+
+    bytes_sent: int | None
+    bytes_received: int | None
+    packets_sent: int | None
+    packets_received: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with snake_case keys named after the fields."""
+        return {
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received,
+        }
 
 
 @dataclass(frozen=True)

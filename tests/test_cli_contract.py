@@ -330,10 +330,26 @@ def test_status(fakes: ThreadedFakes, version: int) -> None:
     assert obj["external_ip"] == "203.0.113.7"
     assert obj["local_address"] == "127.0.0.1"
     assert obj["service_type"] == fake.service_type
-    assert obj["byte_counters"] is None
+    assert obj["traffic"] == {
+        "bytes_sent": 123456789,
+        "bytes_received": 987654321,
+        "packets_sent": 1234,
+        "packets_received": 5678,
+    }
     code, out, _ = run_cli("status", *search_args(fake))
     assert code == 0
     assert "Connected" in out and "203.0.113.7" in out and fake.service_type in out
+    assert "bytes sent 123456789" in out
+
+
+def test_status_counters_the_gateway_lacks(fakes: ThreadedFakes) -> None:
+    fake = fakes.start()
+    fakes.run(lambda: fake.traffic.pop("PacketsSent"))
+    code, out, err = run_cli("status", "--json", "--gateway", fake.location)
+    assert code == 0, err
+    [obj] = json_lines(out)
+    assert obj["traffic"]["packets_sent"] is None
+    assert obj["traffic"]["bytes_sent"] == 123456789
 
 
 def test_status_without_external_address(fakes: ThreadedFakes) -> None:

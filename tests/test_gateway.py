@@ -330,3 +330,34 @@ async def test_gateway_is_a_pure_action_client(fake_igd: FakeIGD) -> None:
     assert await gw.close() is None  # type: ignore[func-returns-value]
     with pytest.raises(TypeError):
         await gw.close(release=False)  # type: ignore[call-arg]
+
+
+async def test_traffic_counters(fake_igd: FakeIGD) -> None:
+    """WANCommonInterfaceConfig's totals (upnpc -s); a missing optional one is None."""
+    import aioigd
+
+    async with await Gateway.from_location(fake_igd.location) as gw:
+        assert gw.common_interface is not None
+        counters = await gw.get_traffic_counters()
+        assert counters == aioigd.TrafficCounters(123456789, 987654321, 1234, 5678)
+        del fake_igd.traffic["PacketsReceived"]
+        assert (await gw.get_traffic_counters()).packets_received is None
+        fake_igd.traffic["BytesSent"] = 2**32  # not a ui4: the gateway is lying
+        with pytest.raises(aioigd.RemoteProtocolError):
+            await gw.get_traffic_counters()
+    sent = [r.action for r in fake_igd.requests if r.path == "/ctl/CmnIfCfg"]
+    assert sent[:4] == [
+        "GetTotalBytesSent",
+        "GetTotalBytesReceived",
+        "GetTotalPacketsSent",
+        "GetTotalPacketsReceived",
+    ]
+
+
+async def test_traffic_counters_without_the_service(fake_igd: FakeIGD) -> None:
+    import aioigd
+
+    async with await Gateway.from_location(fake_igd.location) as gw:
+        gw.common_interface = None
+        with pytest.raises(aioigd.ActionNotSupported, match="WANCommonInterfaceConfig"):
+            await gw.get_traffic_counters()

@@ -15,6 +15,11 @@ async def usage() -> None:
     gw: aioigd.Gateway = await aioigd.discover(timeout=2.0, multicast=False, unicast=["127.0.0.1"])
     async with gw, aioigd.PortMapper(gw, check_interval=60.0) as pm:
         ip: str = await gw.get_external_ip_address()
+        traffic: aioigd.TrafficCounters = await gw.get_traffic_counters()
+        sent: int | None = traffic.bytes_sent
+        udp: aioigd.TransportLike = "UDP"
+        await gw.delete_port_mapping(8000, udp)
+        del traffic, sent
         entries: list[aioigd.PortMappingEntry] = await gw.port_mappings()
         # One-shot: a PortMapping value, not renewed.
         mapping: aioigd.PortMapping = await pm.map_port(8000, protocol="UDP", lease=600)

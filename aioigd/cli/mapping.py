@@ -99,7 +99,7 @@ async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_status(args: argparse.Namespace, out: Output) -> int:
-    """Like ``upnpc -s``: what the connection service says about the WAN link."""
+    """Like ``upnpc -s``: what the gateway says about its WAN link."""
     from ..errors import ExternalIPUnavailable, UPnPError
 
     async with await _gateway(args, out) as gw:
@@ -110,6 +110,9 @@ async def cmd_status(args: argparse.Namespace, out: Output) -> int:
             external_ip = await gw.get_external_ip_address()
         except (ExternalIPUnavailable, UPnPError) as exc:
             why = one_line(str(exc))
+        counters: dict[str, Any] | None = None
+        if gw.common_interface is not None:
+            counters = (await gw.get_traffic_counters()).as_dict()
         data = {
             "location": gw.location,
             "friendly_name": gw.friendly_name,
@@ -120,24 +123,29 @@ async def cmd_status(args: argparse.Namespace, out: Output) -> int:
             "last_connection_error": status.last_connection_error,
             "uptime": status.uptime,
             "external_ip": external_ip,
-            # WANCommonInterfaceConfig (GetTotalBytesSent ...) is not read by aioigd.
-            "byte_counters": None,
+            # None: no WANCommonInterfaceConfig service in the description.
+            "traffic": counters,
         }
         if why:
             data["external_ip_error"] = why
+        error = status.last_connection_error
         lines = [
             f"gateway:     {gw.location}  {gw.friendly_name!r}",
             f"service:     {gw.service.service_type} ({gw.choice})",
             f"local:       {data['local_address']}",
             f"connection:  {status.connection_status}, up {status.uptime} s"
-            + (
-                f", last error {status.last_connection_error}"
-                if status.last_connection_error
-                else ""
-            ),
+            + (f", last error {error}" if error and error != "ERROR_NONE" else ""),
             f"external IP: {external_ip or 'none (' + why + ')'}",
-            "bytes:       not read (WANCommonInterfaceConfig is not supported by aioigd)",
         ]
+        if counters is None:
+            lines.append("traffic:     not reported (no WANCommonInterfaceConfig service)")
+        else:
+            shown = {k: "?" if v is None else v for k, v in counters.items()}
+            lines.append(
+                f"traffic:     bytes sent {shown['bytes_sent']}, received "
+                f"{shown['bytes_received']}; packets sent {shown['packets_sent']}, "
+                f"received {shown['packets_received']}"
+            )
         out.emit(data, "\n".join(lines))
     return ExitCode.OK
 

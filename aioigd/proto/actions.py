@@ -32,6 +32,10 @@ __all__ = [
     "parse_nat_rsip_status",
     "parse_connection_type_info",
     "parse_uint",
+    "parse_total_bytes_sent",
+    "parse_total_bytes_received",
+    "parse_total_packets_sent",
+    "parse_total_packets_received",
     "parse_bool",
 ]
 
@@ -275,6 +279,26 @@ def parse_reserved_port(out: dict[str, str]) -> int:
     if port == 0:
         raise RemoteProtocolError("AddAnyPortMapping reserved port 0")
     return port
+
+
+def parse_total_bytes_sent(out: dict[str, str]) -> int:
+    """``GetTotalBytesSent`` → ui4."""
+    return parse_uint(out.get("NewTotalBytesSent", ""), "NewTotalBytesSent")
+
+
+def parse_total_bytes_received(out: dict[str, str]) -> int:
+    """``GetTotalBytesReceived`` → ui4."""
+    return parse_uint(out.get("NewTotalBytesReceived", ""), "NewTotalBytesReceived")
+
+
+def parse_total_packets_sent(out: dict[str, str]) -> int:
+    """``GetTotalPacketsSent`` → ui4."""
+    return parse_uint(out.get("NewTotalPacketsSent", ""), "NewTotalPacketsSent")
+
+
+def parse_total_packets_received(out: dict[str, str]) -> int:
+    """``GetTotalPacketsReceived`` → ui4."""
+    return parse_uint(out.get("NewTotalPacketsReceived", ""), "NewTotalPacketsReceived")
 
 
 def parse_status_info(out: dict[str, str]) -> StatusInfo:

@@ -213,6 +213,21 @@ def test_external_ip(make_lab: MakeLab) -> None:
     assert json_lines(proc.stdout) == [{"external_ip": r1.wan_ip, "location": r1.location}]
 
 
+def test_status_like_upnpc_s(make_lab: MakeLab) -> None:
+    """`aioigd status` against miniupnpd: what `upnpc -s` shows, traffic counters included."""
+    lab = make_lab(1)
+    r1 = lab.router(1)
+    proc = aioigd(lab, "status", "--json", "--gateway", r1.location)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    (status,) = json_lines(proc.stdout)
+    assert status["connection_status"] == "Connected"
+    assert status["external_ip"] == r1.wan_ip
+    assert status["local_address"] == lab.client_ip
+    assert status["service_type"].startswith("urn:schemas-upnp-org:service:WANIPConnection:")
+    assert status["traffic"] is not None, status
+    assert isinstance(status["traffic"]["bytes_received"], int)
+
+
 # -- 3. add, reach, list, delete -------------------------------------------------------------
 
 

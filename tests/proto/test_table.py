@@ -38,7 +38,13 @@ FIREWALL_ACTIONS = {
     "GetPinholePackets",
     "CheckPinholeWorking",
 }
-ALL_ACTIONS = V1_ACTIONS | V2_ONLY_ACTIONS | FIREWALL_ACTIONS
+COMMON_ACTIONS = {
+    "GetTotalBytesSent",
+    "GetTotalBytesReceived",
+    "GetTotalPacketsSent",
+    "GetTotalPacketsReceived",
+}
+ALL_ACTIONS = V1_ACTIONS | V2_ONLY_ACTIONS | FIREWALL_ACTIONS | COMMON_ACTIONS
 
 URN = "urn:schemas-upnp-org:service:"
 IP1, IP2, PPP1, FW1 = (
@@ -57,7 +63,7 @@ OFFERS: dict[str, set[str]] = {
     f"{URN}WANPPPConnection:2": V1_ACTIONS,  # PPP never gets the v2 actions
     FW1: FIREWALL_ACTIONS,
     f"{URN}Layer3Forwarding:1": set(),
-    f"{URN}WANCommonInterfaceConfig:1": set(),
+    f"{URN}WANCommonInterfaceConfig:1": COMMON_ACTIONS,
     "": set(),
 }
 
@@ -85,6 +91,8 @@ def test_spec_fields(name: str) -> None:
     assert (spec.parser is None) == (not spec.out_args)
     if name in FIREWALL_ACTIONS:
         assert (spec.kinds, spec.min_version) == ((ServiceKind.FIREWALL,), 1)
+    elif name in COMMON_ACTIONS:
+        assert (spec.kinds, spec.min_version) == ((ServiceKind.COMMON_INTERFACE,), 1)
     elif name in V2_ONLY_ACTIONS:
         assert (spec.kinds, spec.min_version) == ((ServiceKind.WAN_IP,), 2)
     else:
@@ -129,6 +137,10 @@ CODECS: dict[str, Callable[[], list[tuple[str, str]]]] = {
     "GetGenericPortMappingEntry": lambda: actions.generic_entry_args(3),
     "DeletePortMappingRange": lambda: actions.delete_range_args(1, 100, Transport.TCP),
     "GetListOfPortMappings": lambda: actions.list_mappings_args(1, 65535, Transport.UDP),
+    "GetTotalBytesSent": list,
+    "GetTotalBytesReceived": list,
+    "GetTotalPacketsSent": list,
+    "GetTotalPacketsReceived": list,
     "GetFirewallStatus": list,
     "GetOutboundPinholeTimeout": lambda: firewall.outbound_timeout_args(**_PIN_GOOD),
     "AddPinhole": lambda: firewall.pinhole_args(**_PIN_GOOD, lease=3600),
@@ -171,6 +183,10 @@ SAMPLE_OUT = {
     "NewLeaseDuration": "60",
     "NewReservedPort": "1873",
     "NewPortListing": "",
+    "NewTotalBytesSent": "1",
+    "NewTotalBytesReceived": "2",
+    "NewTotalPacketsSent": "3",
+    "NewTotalPacketsReceived": "4",
     "FirewallEnabled": "1",
     "InboundPinholeAllowed": "1",
     "OutboundPinholeTimeout": "120",
