@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -450,3 +451,34 @@ def test_add_and_delete_for_one_remote_host(fakes: ThreadedFakes) -> None:
     deletes = fakes.run(lambda: [r.args for r in fake.requests if r.action == "DeletePortMapping"])
     assert [a["NewRemoteHost"] for a in deletes] == ["198.51.100.7"]
     assert fakes.run(lambda: dict(fake.mappings)) == {}
+
+
+def test_interrupted_json_outcome() -> None:
+    """Ctrl-C during a search: exit 130, "aioigd: interrupted" and, under --json, an object."""
+    silent = free_udp_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "aioigd", "discover", "--json", "-v", "--no-multicast",
+            "--no-default-gateways", "--timeout", "60", "--search", f"127.0.0.1:{silent}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        # The debug log says when the search is under way (--json prints no progress).
+        for line in proc.stderr:
+            if "M-SEARCH" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert err.strip().splitlines()[-1] == "aioigd: interrupted"
+    assert_json_error(out, ExitCode.INTERRUPTED, "interrupted")

@@ -319,10 +319,10 @@ def _main(args: argparse.Namespace, output: Output) -> int:
     try:
         return asyncio.run(_run(args, output))
     except KeyboardInterrupt:
-        print("aioigd: interrupted", file=output.err)
+        output.error(ExitCode.INTERRUPTED, "interrupted", "interrupted", line="aioigd: interrupted")
         return ExitCode.INTERRUPTED
     except asyncio.CancelledError:
-        print("aioigd: terminated", file=output.err)
+        output.error(ExitCode.INTERRUPTED, "interrupted", "terminated", line="aioigd: terminated")
         return ExitCode.INTERRUPTED
     except IGDError as exc:
         code = _exit_code(exc)

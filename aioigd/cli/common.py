@@ -82,9 +82,12 @@ class Output:
             raise
         self.emitted = True
 
-    def error(self, code: int, kind: str, message: str, **extra: Any) -> None:
-        """An error: one line on stderr, and one JSON object on stdout under --json."""
-        print(f"aioigd: error: {message}", file=self.err, flush=True)
+    def error(
+        self, code: int, kind: str, message: str, *, line: str | None = None, **extra: Any
+    ) -> None:
+        """An error: one line on stderr (``line``, else ``aioigd: error: MESSAGE``), and
+        one JSON object on stdout under --json."""
+        print(line or f"aioigd: error: {message}", file=self.err, flush=True)
         if self.as_json and not self.closed:
             obj = {"error": kind, "exit_code": int(code), "message": message, **extra}
             with contextlib.suppress(BrokenPipeError):
