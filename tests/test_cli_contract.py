@@ -285,7 +285,8 @@ def test_verbose_before_or_after_the_command(fake: FakeIGD, where: str) -> None:
     code, out, err = run_cli(*argv)
     assert code == 0, err
     assert out.strip() == "203.0.113.7"
-    assert "aioigd.traffic: -> " in err  # the SOAP request was logged
+    traffic = [ln for ln in err.splitlines() if ln.startswith("aioigd.traffic:")]
+    assert any("GetExternalIPAddress" in ln for ln in traffic), err  # the SOAP call was logged
     # Only aioigd's loggers: the root logger (asyncio's parent) is left alone, and the
     # handler is gone after main() returns.
     assert logging.getLogger().handlers == root_handlers
@@ -367,9 +368,33 @@ def test_add_several_ports_tcp_and_udp(fakes: ThreadedFakes) -> None:
         "add", "6000", "6001", "--protocol", "both", "--json", "--gateway", fake.location
     )
     assert code == 0, err
-    got = sorted((o["protocol"], o["external_port"]) for o in json_lines(out))
+    [obj] = json_lines(out)  # one outcome holding the four
+    got = sorted((o["protocol"], o["external_port"]) for o in obj["port_mappings"])
     assert got == [("TCP", 6000), ("TCP", 6001), ("UDP", 6000), ("UDP", 6001)]
     assert sorted(fakes.run(lambda: list(fake.mappings))) == got
+    # Text: one line per mapping, as each is made.
+    code, out, err = run_cli("add", "6002", "6003", "--gateway", fake.location)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2 and "6002" in out and "6003" in out
+
+
+def test_add_several_stops_at_the_first_failure(fakes: ThreadedFakes) -> None:
+    fake = fakes.start()
+
+    def occupy() -> None:
+        fake.mappings[("TCP", 6001)] = FakeMapping(
+            "", 6001, "TCP", 6001, "192.168.1.99", True, "other", 0, None
+        )
+
+    fakes.run(occupy)
+    argv = ["add", "6000", "6001", "6002", "--strict", "--gateway", fake.location]
+    code, out, err = run_cli(*argv, "--json")
+    assert code == ExitCode.MAPPING
+    obj = assert_json_error(out, ExitCode.MAPPING, "mapping")
+    assert "done before it: TCP" in obj["message"] and ":6000" in obj["message"]
+    assert_one_error_line(err)
+    # 6000 stays (like one `add`), 6002 was not tried.
+    assert sorted(fakes.run(lambda: list(fake.mappings))) == [("TCP", 6000), ("TCP", 6001)]
 
 
 @pytest.mark.parametrize("version", [1, 2])

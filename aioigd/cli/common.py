@@ -16,6 +16,7 @@ from ..tasks import stop_task
 __all__ = [
     "ExitCode",
     "Output",
+    "Results",
     "search_options",
     "hold",
     "stop_printing",
@@ -92,6 +93,32 @@ class Output:
             obj = {"error": kind, "exit_code": int(code), "message": message, **extra}
             with contextlib.suppress(BrokenPipeError):
                 print(json.dumps(obj), file=self.out, flush=True)
+
+
+class Results:
+    """The results of one command that makes several (``add 80 443 --protocol both``):
+    a text line each as it is made; under --json one object at the end — the result
+    itself when there is one, else ``{key: [...]}`` — and, if a later one fails, none
+    but the error object, whose message names those already made."""
+
+    def __init__(self, out: Output, key: str) -> None:
+        self.out = out
+        self.key = key
+        self.items: list[tuple[dict[str, Any], str]] = []
+
+    def add(self, obj: dict[str, Any], text: str) -> None:
+        self.items.append((obj, text))
+        if not self.out.as_json:
+            self.out.emit(obj, text)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.items and self.out.as_json:
+            exc.add_note("done before it: " + "; ".join(text for _, text in self.items))
+
+    def done(self) -> None:
+        if self.out.as_json:
+            objs = [obj for obj, _ in self.items]
+            self.out.emit(objs[0] if len(objs) == 1 else {self.key: objs}, "")
 
 
 def search_options(args: argparse.Namespace) -> Any:

@@ -9,6 +9,7 @@ from ..errors import CleanupFailed, IGDError
 from .common import (
     ExitCode,
     Output,
+    Results,
     event_record,
     hold,
     one_line,
@@ -200,35 +201,45 @@ async def cmd_add(args: argparse.Namespace, out: Output) -> int:
 
     async with await _gateway(args, out) as gw:
         mapper = PortMapper(gw)
-        for port in args.internal_port:
-            for protocol in args.protocol:
-                if args.remote_host:
-                    await _add_for_peer(gw, args, port, protocol, out)
-                    continue
-                mapping = await mapper.map_port(
-                    port,
-                    external_port=args.external_port,
-                    protocol=protocol,
-                    lease=args.lease,
-                    description=args.description,
-                    internal_client=args.internal_client,
-                    strict=args.strict,
-                )
-                if mapping.permanent_only and not out.as_json:
-                    print("note: the gateway only accepts permanent leases", file=out.err)
-                if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
-                    print(
-                        f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is "
-                        f"taken; mapped {mapping.external_port} instead",
-                        file=out.err,
+        results = Results(out, "port_mappings")
+        try:
+            for port in args.internal_port:
+                for protocol in args.protocol:
+                    if args.remote_host:
+                        results.add(*await _add_for_peer(gw, args, port, protocol, out))
+                        continue
+                    mapping = await mapper.map_port(
+                        port,
+                        external_port=args.external_port,
+                        protocol=protocol,
+                        lease=args.lease,
+                        description=args.description,
+                        internal_client=args.internal_client,
+                        strict=args.strict,
                     )
-                out.emit(mapping.as_dict(), _mapping_text(mapping))
+                    _notes(mapping, out)
+                    results.add(mapping.as_dict(), _mapping_text(mapping))
+        except Exception as exc:
+            results.failed(exc)
+            raise
+        results.done()
     return ExitCode.OK
+
+
+def _notes(mapping: Any, out: Output) -> None:
+    if mapping.permanent_only and not out.as_json:
+        print("note: the gateway only accepts permanent leases", file=out.err)
+    if mapping.wanted_port and mapping.wanted_port != mapping.external_port:
+        print(
+            f"aioigd: note: {mapping.protocol.value} port {mapping.wanted_port} is "
+            f"taken; mapped {mapping.external_port} instead",
+            file=out.err,
+        )
 
 
 async def _add_for_peer(
     gw: Any, args: argparse.Namespace, port: int, protocol: str, out: Output
-) -> None:
+) -> tuple[dict[str, Any], str]:
     """``add --remote-host``: one AddPortMapping as asked, like ``upnpc -a ... REMOTE_HOST``
     (PortMapper maps for any peer): no other port is tried; 725 falls back to a permanent
     lease; verified with GetSpecificPortMappingEntry for that peer."""
@@ -282,7 +293,7 @@ async def _add_for_peer(
         permanent_only=lease == 0 and args.lease != 0,
         wanted_port=external,
     )
-    out.emit(
+    return (
         {**mapping.as_dict(), "remote_host": args.remote_host},
         f"{_mapping_text(mapping)}  only from {args.remote_host}",
     )
@@ -290,24 +301,36 @@ async def _add_for_peer(
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     async with await _gateway(args, out) as gw:
-        for low, high in args.external_port:
-            for protocol in args.protocol:
-                if low == high:
-                    await _delete_one(gw, low, protocol, args.remote_host)
-                    data: dict[str, Any] = {"deleted": True, "external_port": low}
-                    text = f"deleted {protocol} {low}"
-                else:
-                    n = await _delete_range(gw, low, high, protocol)
-                    data = {"deleted": True, "start_port": low, "end_port": high}
-                    text = f"deleted {protocol} {low}-{high}"
-                    if n is not None:
-                        data["count"] = n
-                        text += f" ({n} mapping{'s' if n != 1 else ''})"
-                data["protocol"] = protocol
-                if args.remote_host:
-                    data["remote_host"] = args.remote_host
-                out.emit(data, text)
+        results = Results(out, "deleted")
+        try:
+            for low, high in args.external_port:
+                for protocol in args.protocol:
+                    results.add(*await _delete(gw, low, high, protocol, args.remote_host))
+        except Exception as exc:
+            results.failed(exc)
+            raise
+        results.done()
     return ExitCode.OK
+
+
+async def _delete(
+    gw: Any, low: int, high: int, protocol: str, remote_host: str | None
+) -> tuple[dict[str, Any], str]:
+    if low == high:
+        await _delete_one(gw, low, protocol, remote_host)
+        data: dict[str, Any] = {"deleted": True, "external_port": low}
+        text = f"deleted {protocol} {low}"
+    else:
+        n = await _delete_range(gw, low, high, protocol)
+        data = {"deleted": True, "start_port": low, "end_port": high}
+        text = f"deleted {protocol} {low}-{high}"
+        if n is not None:
+            data["count"] = n
+            text += f" ({n} mapping{'s' if n != 1 else ''})"
+    data["protocol"] = protocol
+    if remote_host:
+        data["remote_host"] = remote_host
+    return data, text
 
 
 async def _delete_one(gw: Any, port: int, protocol: str, remote_host: str | None) -> None:
