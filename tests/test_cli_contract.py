@@ -89,6 +89,7 @@ USAGE_CASES = {
     "internal-client-name": (["add", "80", "--internal-client", "me.lan"], "invalid address"),
     "external-port-with-two-ports": (["add", "80", "81", "--external-port", "90"], "one"),
     "nothing-to-search": (["discover", "--no-multicast", "--no-default-gateways"], "nothing"),
+    "pinhole-interface": (["pinhole", "status", "--interface", "lo"], "IPv6"),
 }
 
 
@@ -118,6 +119,15 @@ def test_unknown_interface_exit_2(no_network: None) -> None:
     assert_one_error_line(err)
     code, _, err = run_cli("discover", "--interface", "192.0.2.77")
     assert code == ExitCode.USAGE and "not an address of this host" in err
+
+
+def test_interface_names_and_addresses() -> None:
+    from aioigd.cli.common import interface_addresses
+
+    assert interface_addresses(["127.0.0.1"]) == ["127.0.0.1"]
+    assert "127.0.0.1" in interface_addresses(["lo"])
+    with pytest.raises(ValueError, match="no such interface"):
+        interface_addresses(["no-such-if0"])
 
 
 def test_help_epilog_is_the_exit_code_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -224,6 +224,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What one argument cannot check alone (still before anything is sent)."""
     if args.command == "add" and args.external_port and len(args.internal_port) > 1:
         parser.error("add: --external-port takes one INTERNAL_PORT (each port maps to itself)")
+    if args.command == "pinhole" and args.interface:
+        parser.error("pinhole: --interface chooses IPv4 multicast; pinholes search over IPv6")
     if getattr(args, "no_multicast", False) and args.no_default_gateways and not args.search:
         if not args.gateway and not getattr(args, "via", None):
             parser.error(
