@@ -43,7 +43,8 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         # Subparser errors pass through the parent's error(): keep the first prog.
-        if not message.startswith(self.prog.split()[0] + " "):
+        first = self.prog.split()[0]
+        if not message.startswith((first + " ", first + ":")):
             message = f"{self.prog}: {message}"
         raise argparse.ArgumentError(None, message)
 
@@ -172,6 +173,8 @@ def search_target(text: str) -> str:
 
 def location_url(text: str) -> str:
     """A gateway description URL: ``http://HOST[:PORT]/PATH``."""
+    if "://" not in text:
+        raise _bad("LOCATION URL", text, "no http://; want http://HOST[:PORT]/PATH")
     try:
         return check_url(text)
     except UnsafeURLError as exc:
