@@ -31,6 +31,7 @@ from .errors import (
     InvalidArgs,
     NoSuchPinhole,
     NoTrafficReceived,
+    UPnPError,
 )
 from .gateway import Gateway
 from .keeper import (
@@ -54,6 +55,7 @@ from .session import DEFAULT_TIMEOUT, SoapSession
 __all__ = ["FirewallControl", "FirewallUnavailable", "KeptPinhole", "DEFAULT_PINHOLE_LEASE"]
 
 log = logging.getLogger("aioigd")
+_traffic = logging.getLogger("aioigd.traffic")
 
 DEFAULT_PINHOLE_LEASE = 3600
 
@@ -168,9 +170,14 @@ class FirewallControl:
 
     async def _call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
         check_action(action, self.service)
-        return await self.session.call(
-            self.service.control_url, self.service.service_type, action, args or []
-        )
+        try:
+            return await self.session.call(
+                self.service.control_url, self.service.service_type, action, args or []
+            )
+        except UPnPError as exc:
+            # The traffic log's "HTTP 500 n bytes" line says that it failed; this, why.
+            _traffic.debug("<- %s fault: %s", self.service.control_url, exc)
+            raise
 
     # -- actions --------------------------------------------------------------
     async def get_firewall_status(self) -> FirewallStatus:

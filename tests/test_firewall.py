@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -333,3 +334,13 @@ async def test_wildcards_the_gateway_refuses_are_typed(
         )
     assert isinstance(err.value, aioigd.UPnPError)
     assert err.value.action == "AddPinhole"
+
+
+async def test_fault_is_in_the_traffic_log(
+    fake6: FakeIGD, fc: FirewallControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioigd.traffic")
+    with pytest.raises(NoSuchPinhole):
+        await fc.delete_pinhole(4242)
+    faults = [r.getMessage() for r in caplog.records if "fault:" in r.getMessage()]
+    assert len(faults) == 1 and "DeletePinhole: UPnP error 704" in faults[0]
