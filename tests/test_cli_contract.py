@@ -364,6 +364,17 @@ def test_status_counters_the_gateway_lacks(fakes: ThreadedFakes) -> None:
     assert obj["traffic"]["bytes_sent"] == 123456789
 
 
+def test_status_without_get_status_info(fakes: ThreadedFakes) -> None:
+    fake = fakes.start(quirks=Quirks(fail_actions={"GetStatusInfo": 401}))
+    code, out, err = run_cli("status", "--json", "--gateway", fake.location)
+    assert code == 0, err
+    [obj] = json_lines(out)
+    assert obj["connection_status"] is None and "401" in obj["status_error"]
+    assert obj["external_ip"] == "203.0.113.7" and obj["traffic"]["bytes_sent"] == 123456789
+    code, out, _ = run_cli("status", "--gateway", fake.location)
+    assert code == 0 and "connection:  unknown" in out
+
+
 def test_status_without_external_address(fakes: ThreadedFakes) -> None:
     fake = fakes.start(quirks=Quirks(external_ip_value=""))
     code, out, err = run_cli("status", "--json", "--gateway", fake.location)

@@ -102,9 +102,16 @@ async def cmd_external_ip(args: argparse.Namespace, out: Output) -> int:
 async def cmd_status(args: argparse.Namespace, out: Output) -> int:
     """Like ``upnpc -s``: what the gateway says about its WAN link."""
     from ..errors import ExternalIPUnavailable, UPnPError
+    from ..models import StatusInfo
 
     async with await _gateway(args, out) as gw:
-        status = await gw.get_status_info()
+        # Each part on its own, like upnpc -s: a router without one optional action
+        # still reports the rest.
+        status_error = ""
+        try:
+            status = await gw.get_status_info()
+        except UPnPError as exc:
+            status, status_error = StatusInfo("", "", 0), one_line(str(exc))
         external_ip: str | None = None
         why = ""
         try:
@@ -129,12 +136,17 @@ async def cmd_status(args: argparse.Namespace, out: Output) -> int:
         }
         if why:
             data["external_ip_error"] = why
+        if status_error:
+            data["connection_status"] = data["last_connection_error"] = data["uptime"] = None
+            data["status_error"] = status_error
         error = status.last_connection_error
         lines = [
             f"gateway:     {gw.location}  {gw.friendly_name!r}",
             f"service:     {gw.service.service_type} ({gw.choice})",
             f"local:       {data['local_address']}",
-            f"connection:  {status.connection_status}, up {status.uptime} s"
+            f"connection:  unknown ({status_error})"
+            if status_error
+            else f"connection:  {status.connection_status}, up {status.uptime} s"
             + (f", last error {error}" if error and error != "ERROR_NONE" else ""),
             f"external IP: {external_ip or 'none (' + why + ')'}",
         ]
