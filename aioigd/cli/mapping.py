@@ -486,8 +486,11 @@ async def cmd_map(args: argparse.Namespace, out: Output) -> int:
         if release:
             leftovers = await opener.close()
             if leftovers:
-                report_leftovers(leftovers, out)
-                raise CleanupFailed(f"{len(leftovers)} mapping(s) could not be removed")
+                # One error (line and JSON object) naming them, as for any failure.
+                raise CleanupFailed(
+                    f"{len(leftovers)} mapping(s) could not be removed: "
+                    + "; ".join(f"could not remove {one_line(str(x))}" for x in leftovers)
+                )
 
 
 async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
