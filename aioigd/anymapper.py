@@ -174,7 +174,7 @@ async def _ssdp_presence(host: str, timeout: float) -> bool | None:
 async def _ask_pmp(mechanism: Mechanism, host: str, timeout: float) -> Candidate:
     client = client_for(mechanism, host)
     try:
-        await client.probe(timeout=timeout)
+        await client.probe(request_timeout=timeout)
     except BaseException:
         await client.close()
         raise
@@ -186,7 +186,7 @@ async def probe_gateway(
     *,
     protocols: Sequence[MappingProtocol] = DEFAULT_PROTOCOLS,
     upnp: Callable[[], Awaitable[Gateway]] | None = None,
-    timeout: float = 2.0,
+    search_timeout: float = 2.0,
     prefer_window: float = PREFER_WINDOW,
     wait_all: bool = False,
 ) -> Probe:
@@ -196,7 +196,7 @@ async def probe_gateway(
         host: the gateway's address for PCP / NAT-PMP (``None``: only UPnP).
         protocols: which to ask, most preferred first.
         upnp: how to find the UPnP gateway (a search); ``None`` skips UPnP.
-        timeout: seconds each protocol may take.
+        search_timeout: seconds each protocol may take.
         prefer_window: see the module docstring.
         wait_all: wait for every protocol's answer (to list what the gateway
             speaks) instead of stopping at the most preferred one that answered.
@@ -206,7 +206,7 @@ async def probe_gateway(
 
     async def ask_upnp() -> Candidate:
         assert upnp is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(search_timeout):
             gw = await upnp()
         return Candidate("upnp", gw.host, gateway=gw)
 
@@ -216,9 +216,9 @@ async def probe_gateway(
             if upnp is not None:
                 jobs[proto] = asyncio.create_task(ask_upnp())
                 if host is not None:
-                    presence = asyncio.create_task(_ssdp_presence(host, timeout))
+                    presence = asyncio.create_task(_ssdp_presence(host, search_timeout))
         elif host is not None:
-            jobs[proto] = asyncio.create_task(_ask_pmp(proto, host, timeout))
+            jobs[proto] = asyncio.create_task(_ask_pmp(proto, host, search_timeout))
         else:
             result.failures[proto] = "no gateway address to ask"
     order = [p for p in protocols if p in jobs]

@@ -104,6 +104,8 @@ class SearchOptions:
     prefer_window: float = 0.3
     #: Filled in during a search: why answers were refused (for the error message).
     refused: list[str] = field(default_factory=list)
+    #: Filled in during a search: where M-SEARCHes went (for the error message).
+    tried: list[str] = field(default_factory=list)
 
 
 class SsdpProtocol(asyncio.DatagramProtocol):
@@ -262,6 +264,7 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                     for st in options.search_targets
                 ]
                 plans.append((_udp_socket(family), sends))
+                options.tried.extend(_host_header(h, p) for h, p in mine)
         if options.multicast and options.ipv4:
             interfaces = options.interfaces
             for local_ip in interfaces if interfaces is not None else multicast_interfaces():
@@ -275,6 +278,7 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                     for st in options.search_targets
                 ]
                 plans.append((sock, sends))
+                options.tried.append(f"multicast from {local_ip}")
         if options.multicast and options.ipv6:
             for index in ipv6_multicast_interfaces():
                 try:
@@ -291,6 +295,7 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                     for st in options.search_targets
                 ]
                 plans.append((sock, sends))
+                options.tried.append(f"[{SSDP_ADDR_V6}] on interface {index}")
     except BaseException:
         for sock, _ in plans:
             sock.close()
@@ -339,6 +344,17 @@ async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
             for sockaddr, data in sends:
                 if protocol.transport is not None and not protocol.transport.is_closing():
                     protocol.transport.sendto(data, sockaddr)
+                    if at == 0.0 and log.isEnabledFor(logging.DEBUG):
+                        st = _st_of(data)
+                        local = protocol.transport.get_extra_info("sockname") or ("?",)
+                        log.debug("M-SEARCH %s -> %s (from %s)", st, sockaddr[:2], local[:2])
+
+
+def _st_of(data: bytes) -> str:
+    for line in data.split(b"\r\n"):
+        if line[:3].upper() == b"ST:":
+            return line[3:].strip().decode("ascii", "replace")
+    return "?"
 
 
 def _needs_confirmation(answer: SearchResponse, host: str) -> bool:
@@ -381,6 +397,7 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
     deadline = loop.time() + options.timeout
     confirming: set[str] = set()
     confirmers: list[asyncio.BaseTransport] = []
+    options.tried.clear()
     async with _endpoints(options, queue) as endpoints:
         if not endpoints:
             return
@@ -395,15 +412,18 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
                 except TimeoutError:
                     return
                 host = url_host(answer.location)
+                log.debug(
+                    "SSDP answer from %s: %s at %s", answer.sender, answer.st, answer.location
+                )
                 if not options.allow_foreign_location and not same_host(host, answer.sender):
                     if _needs_confirmation(answer, host) and host not in confirming:
                         confirming.add(host)
                         confirmers.append(await _confirm(host, answer.st, queue))
                         continue
+                    why = f"{answer.sender} announced LOCATION on another host ({host})"
+                    log.debug("refused: %s", why)
                     if len(options.refused) < 16:
-                        options.refused.append(
-                            f"{answer.sender} announced LOCATION on another host ({host})"
-                        )
+                        options.refused.append(why)
                     continue
                 yield answer
         finally:
@@ -417,7 +437,7 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
     location = with_zone(answer.location, answer.sender)
     return await Gateway.from_location(
         location,
-        timeout=options.http_timeout,
+        http_timeout=options.http_timeout,
         allow_foreign_urls=options.allow_foreign_location,
         search=answer,
     )
@@ -460,8 +480,10 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
         try:
             gw = await _fetch(answer, options)
         except IGDError as exc:
+            log.debug("refused %s: %s", answer.location, exc)
             errors.append(str(exc))
             return
+        log.debug("%s is %r, using %s", gw.location, gw.friendly_name, gw.service.service_type)
         seen = gateways + [g for _, _, g in ranked]
         if gw.udn and any(g.udn == gw.udn for g in seen):
             extras.append(gw)
@@ -512,6 +534,8 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
             )
             if rest:
                 log.info("chose %s (%s)", best.location, best.discovery_reason)
+            else:
+                log.debug("chose %s (%s)", best.location, best.discovery_reason)
             gateways.append(best)
             extras.extend(g for _, _, g in rest)
         else:
@@ -523,8 +547,11 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
             await gw.close()
     if not gateways:
         why = "; ".join((errors + options.refused)[:3])
+        tried = ", ".join(options.tried[:6]) + (" ..." if len(options.tried) > 6 else "")
         raise GatewayNotFound(
-            f"no UPnP gateway answered within {options.timeout:g} s" + (f" ({why})" if why else "")
+            f"no UPnP gateway answered within {options.timeout:g} s"
+            + (f" (searched: {tried})" if tried else " (no interface to search from)")
+            + (f" ({why})" if why else "")
         )
     return gateways
 
@@ -539,7 +566,7 @@ def rediscovery_options(
     """How to look for the gateway at ``host`` again: a copy of ``given`` (its ``refused``
     list fresh), else a unicast M-SEARCH to ``host`` plus multicast, in its family."""
     if given is not None:
-        return dataclasses.replace(given, refused=[])
+        return dataclasses.replace(given, refused=[], tried=[])
     host = host.strip("[]")
     v6 = ":" in host
     return SearchOptions(
@@ -582,21 +609,95 @@ async def rediscover(udn: str, options: SearchOptions) -> Gateway:
     raise GatewayNotFound(f"{udn} did not answer within {options.timeout:g} s")
 
 
-async def discover(options: SearchOptions | None = None, **kwargs: object) -> Gateway:
+def _options(options: SearchOptions | None, given: dict[str, Any]) -> SearchOptions:
+    """``options``, or one built from the keywords given (``None`` = not given)."""
+    fields = {k: v for k, v in given.items() if v is not None}
+    if options is not None:
+        if fields:
+            raise TypeError(
+                f"pass either options= or keywords, not both (got {', '.join(sorted(fields))})"
+            )
+        return options
+    return SearchOptions(**fields)
+
+
+async def discover(
+    options: SearchOptions | None = None,
+    *,
+    timeout: float | None = None,
+    multicast: bool | None = None,
+    interfaces: Sequence[str] | None = None,
+    unicast: Sequence[Target] | None = None,
+    default_gateways: bool | None = None,
+    search_targets: Sequence[str] | None = None,
+    allow_foreign_location: bool | None = None,
+    mx: int | None = None,
+    http_timeout: float | None = None,
+    ipv6: bool | None = None,
+    ipv4: bool | None = None,
+    prefer_window: float | None = None,
+) -> Gateway:
     """Find the first usable gateway and return it as soon as its description parses.
 
-    Takes a :class:`SearchOptions` or its fields as keywords, e.g.
-    ``discover(timeout=2, unicast=["192.168.1.1"])``.
+    Takes a :class:`SearchOptions` or its fields as keywords (``None``: the
+    :class:`SearchOptions` default), e.g. ``discover(timeout=2, unicast=["192.168.1.1"])``.
 
     Raises:
         GatewayNotFound: nothing usable answered within the timeout.
+        TypeError: both ``options`` and keywords were given.
     """
-    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+    opts = _options(
+        options,
+        dict(
+            timeout=timeout,
+            multicast=multicast,
+            interfaces=interfaces,
+            unicast=unicast,
+            default_gateways=default_gateways,
+            search_targets=search_targets,
+            allow_foreign_location=allow_foreign_location,
+            mx=mx,
+            http_timeout=http_timeout,
+            ipv6=ipv6,
+            ipv4=ipv4,
+            prefer_window=prefer_window,
+        ),
+    )
     first = await _collect(opts, first=True)
     return first[0]
 
 
-async def discover_all(options: SearchOptions | None = None, **kwargs: object) -> list[Gateway]:
-    """Collect every gateway that answers before the timeout (deduplicated by UDN and LOCATION)."""
-    opts = options or SearchOptions(**kwargs)  # type: ignore[arg-type]
+async def discover_all(
+    options: SearchOptions | None = None,
+    *,
+    timeout: float | None = None,
+    multicast: bool | None = None,
+    interfaces: Sequence[str] | None = None,
+    unicast: Sequence[Target] | None = None,
+    default_gateways: bool | None = None,
+    search_targets: Sequence[str] | None = None,
+    allow_foreign_location: bool | None = None,
+    mx: int | None = None,
+    http_timeout: float | None = None,
+    ipv6: bool | None = None,
+    ipv4: bool | None = None,
+) -> list[Gateway]:
+    """Collect every gateway that answers before the timeout (deduplicated by UDN and
+    LOCATION). Options as for :func:`discover`."""
+    opts = _options(
+        options,
+        dict(
+            timeout=timeout,
+            multicast=multicast,
+            interfaces=interfaces,
+            unicast=unicast,
+            default_gateways=default_gateways,
+            search_targets=search_targets,
+            allow_foreign_location=allow_foreign_location,
+            mx=mx,
+            http_timeout=http_timeout,
+            ipv6=ipv6,
+            ipv4=ipv4,
+        ),
+    )
     return await _collect(opts, first=False)

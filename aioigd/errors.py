@@ -215,7 +215,7 @@ class UPnPError(IGDError):
     """A SOAP fault from the gateway (UDA 1.1 §3.2.2).
 
     Attributes:
-        code: the UPnP ``errorCode``.
+        code: the UPnP ``errorCode`` (0 with ``code_missing`` when none could be read).
         description: the gateway's ``errorDescription`` (informative only).
         action: the action that failed, e.g. ``AddPortMapping``.
         service_type: the service URN the action was sent to.
@@ -224,18 +224,31 @@ class UPnPError(IGDError):
     #: The fault code this class stands for (0 for the generic base).
     code_for_class = 0
 
-    def __init__(self, code: int, description: str, action: str = "", service_type: str = ""):
+    def __init__(
+        self,
+        code: int,
+        description: str,
+        action: str = "",
+        service_type: str = "",
+        code_missing: bool = False,
+    ):
         self.code = code
         self.description = description
         self.action = action
         self.service_type = service_type
+        #: The fault had no errorCode that could be read (``code`` is then 0).
+        self.code_missing = code_missing
         where = f"{action}: " if action else ""
-        super().__init__(f"{where}UPnP error {code} {description}".rstrip())
+        if code_missing:
+            super().__init__(f"{where}UPnP fault without a readable error code: {description}")
+        else:
+            super().__init__(f"{where}UPnP error {code} {description}".rstrip())
 
-    def __reduce__(self) -> tuple[type[UPnPError], tuple[int, str, str, str]]:
+    def __reduce__(self) -> tuple[type[UPnPError], tuple[int, str, str, str, bool]]:
         # Rebuild from the fields (the default would pass the formatted message only),
         # so faults survive pickling and copy (multiprocessing, logging handlers).
-        return type(self), (self.code, self.description, self.action, self.service_type)
+        fields = (self.code, self.description, self.action, self.service_type, self.code_missing)
+        return type(self), fields
 
 
 # UDA codes, valid for every service (soap.md).

@@ -31,6 +31,7 @@ from .errors import (
     InvalidArgs,
     NoSuchPinhole,
     NoTrafficReceived,
+    UPnPError,
 )
 from .gateway import Gateway
 from .keeper import (
@@ -44,7 +45,7 @@ from .keeper import (
     warn_leftovers,
 )
 from .lifecycle import Action, Event
-from .models import FirewallStatus, Pinhole, Protocol, Service
+from .models import FirewallStatus, Pinhole, Service, Transport, TransportLike
 from .netutil import global_ipv6_for
 from .proto import firewall as fw
 from .proto.table import check_action
@@ -54,11 +55,12 @@ from .session import DEFAULT_TIMEOUT, SoapSession
 __all__ = ["FirewallControl", "FirewallUnavailable", "KeptPinhole", "DEFAULT_PINHOLE_LEASE"]
 
 log = logging.getLogger("aioigd")
+_traffic = logging.getLogger("aioigd.traffic")
 
 DEFAULT_PINHOLE_LEASE = 3600
 
 
-def _key(p: Pinhole) -> tuple[int, Protocol, str | None, int]:
+def _key(p: Pinhole) -> tuple[int, Transport, str | None, int]:
     """What identifies a pinhole across renewals (its UniqueID may change on re-add)."""
     return (p.internal_port, p.protocol, p.remote_host, p.remote_port)
 
@@ -84,7 +86,7 @@ class KeptPinhole(Kept[Pinhole]):
         return self.current.internal_port
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> Transport:
         return self.current.protocol
 
     @property
@@ -104,7 +106,7 @@ class FirewallControl:
         location: the gateway's LOCATION (recorded in each :class:`Pinhole`).
         internal_client: this host's IPv6 address to open pinholes for; default:
             its global (else unique-local) address on the interface towards the gateway.
-        timeout: per-request timeout.
+        http_timeout: per-request timeout.
         udn: the gateway's UDN, to find it again when it stops answering.
         rediscovery: how to search for it then (default: unicast M-SEARCH to
             its address, and multicast on ``[ff02::c]``).
@@ -116,7 +118,7 @@ class FirewallControl:
         location: str,
         *,
         internal_client: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = DEFAULT_TIMEOUT,
         udn: str = "",
         rediscovery: SearchOptions | None = None,
     ) -> None:
@@ -135,7 +137,7 @@ class FirewallControl:
         except OSError as exc:
             raise IGDConnectionError(f"cannot pick this host's IPv6 address: {exc}") from None
         self.internal_client = fw.canonical_ipv6(client, "internal_client")
-        self.session = SoapSession(host, timeout=timeout, local_addr=self.internal_client)
+        self.session = SoapSession(host, timeout=http_timeout, local_addr=self.internal_client)
         self.udn = udn
         self.rediscovery = rediscovery
         self._hub: EventHub[Event[Pinhole]] = EventHub()
@@ -147,7 +149,7 @@ class FirewallControl:
         gateway: Gateway,
         *,
         internal_client: str | None = None,
-        timeout: float | None = None,
+        http_timeout: float | None = None,
         rediscovery: SearchOptions | None = None,
     ) -> FirewallControl:
         """The IPv6 pinhole service of ``gateway`` (which must have been reached over IPv6).
@@ -161,16 +163,21 @@ class FirewallControl:
             gateway.firewall,
             gateway.location,
             internal_client=internal_client,
-            timeout=gateway.session.timeout if timeout is None else timeout,
+            http_timeout=gateway.session.timeout if http_timeout is None else http_timeout,
             udn=gateway.udn,
             rediscovery=rediscovery,
         )
 
     async def _call(self, action: str, args: list[tuple[str, str]] | None = None) -> dict[str, str]:
         check_action(action, self.service)
-        return await self.session.call(
-            self.service.control_url, self.service.service_type, action, args or []
-        )
+        try:
+            return await self.session.call(
+                self.service.control_url, self.service.service_type, action, args or []
+            )
+        except UPnPError as exc:
+            # The traffic log's "HTTP 500 n bytes" line says that it failed; this, why.
+            _traffic.debug("<- %s fault: %s", self.service.control_url, exc)
+            raise
 
     # -- actions --------------------------------------------------------------
     async def get_firewall_status(self) -> FirewallStatus:
@@ -180,7 +187,7 @@ class FirewallControl:
     async def get_outbound_pinhole_timeout(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -191,7 +198,7 @@ class FirewallControl:
             fw.outbound_timeout_args(
                 internal_client=self.internal_client,
                 internal_port=internal_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 remote_host=remote_host,
                 remote_port=remote_port,
             ),
@@ -201,7 +208,7 @@ class FirewallControl:
     async def add_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         lease: int = DEFAULT_PINHOLE_LEASE,
         remote_host: str | None = None,
@@ -213,7 +220,7 @@ class FirewallControl:
             fw.pinhole_args(
                 internal_client=self.internal_client,
                 internal_port=internal_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 lease=lease,
                 remote_host=remote_host,
                 remote_port=remote_port,
@@ -247,7 +254,7 @@ class FirewallControl:
     async def open_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -269,7 +276,7 @@ class FirewallControl:
             )
         if not status.inbound_pinhole_allowed:
             raise FirewallUnavailable("the gateway does not allow inbound pinholes", status)
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         try:
             unique_id = await self.add_pinhole(
                 internal_port, proto, lease=lease, remote_host=remote_host, remote_port=remote_port
@@ -293,7 +300,7 @@ class FirewallControl:
     async def keep_pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,
@@ -311,7 +318,7 @@ class FirewallControl:
         return kept
 
     async def _cleanup_uncertain(
-        self, internal_port: int, proto: Protocol, remote_host: str | None, remote_port: int
+        self, internal_port: int, proto: Transport, remote_host: str | None, remote_port: int
     ) -> None:
         try:
             async with asyncio.timeout(CLEANUP_TIMEOUT):
@@ -399,7 +406,7 @@ class FirewallControl:
         return self._hub.subscribe()
 
     async def release(
-        self, pinhole: Kept[Pinhole] | Pinhole, *, timeout: float = CLEANUP_TIMEOUT
+        self, pinhole: Kept[Pinhole] | Pinhole, *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> None:
         """Stop keeping ``pinhole`` and delete it (gone already is fine).
 
@@ -415,9 +422,9 @@ class FirewallControl:
             kept = next((k for k in self._keeper.kept() if _key(k.current) == key), None)
         if kept is None:
             assert isinstance(pinhole, Pinhole)
-            leftover = await self._keeper.delete(pinhole, timeout=timeout)
+            leftover = await self._keeper.delete(pinhole, cleanup_timeout=cleanup_timeout)
         else:
-            leftover = await self._keeper.release(kept, timeout=timeout)
+            leftover = await self._keeper.release(kept, cleanup_timeout=cleanup_timeout)
         if leftover is not None:
             raise leftover.error
 
@@ -436,7 +443,7 @@ class FirewallControl:
     async def pinhole(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         remote_host: str | None = None,
         remote_port: int = 0,

@@ -17,7 +17,9 @@ from types import TracebackType
 from .errors import (
     ActionNotSupported,
     IGDError,
+    InvalidAction,
     NoSuchEntryInArray,
+    OptionalActionNotImplemented,
     PortMappingNotFound,
     RemoteProtocolError,
     ResponseTooLarge,
@@ -29,11 +31,13 @@ from .models import (
     DeviceDescription,
     NATRSIPStatus,
     PortMappingEntry,
-    Protocol,
     SearchResponse,
     Service,
     ServiceKind,
     StatusInfo,
+    TrafficCounters,
+    Transport,
+    TransportLike,
 )
 from .netutil import local_address_for
 from .proto import actions
@@ -43,6 +47,7 @@ from .proto.urls import check_url, url_host
 from .session import DEFAULT_TIMEOUT, SoapSession
 
 log = logging.getLogger("aioigd")
+_traffic = logging.getLogger("aioigd.traffic")
 
 __all__ = [
     "Gateway",
@@ -99,6 +104,10 @@ class Gateway:
         self.service: Service = services[0]
         #: The IPv6 firewall-control service, if any.
         self.firewall: Service | None = description.firewall_service()
+        #: The WANCommonInterfaceConfig service (traffic counters), if any.
+        self.common_interface: Service | None = next(
+            (s for s in description.services() if s.kind is ServiceKind.COMMON_INTERFACE), None
+        )
         #: Why discovery chose this device (several IGDs may answer; empty: not discovered).
         self.discovery_reason = ""
         #: Why :attr:`service` was chosen (several WAN connections: see :meth:`choose_connection`).
@@ -112,7 +121,7 @@ class Gateway:
         cls,
         location: str,
         *,
-        timeout: float = DEFAULT_TIMEOUT,
+        http_timeout: float = DEFAULT_TIMEOUT,
         allow_foreign_urls: bool = False,
         search: SearchResponse | None = None,
     ) -> Gateway:
@@ -125,7 +134,9 @@ class Gateway:
             ActionNotSupported: no WAN connection service in the description.
         """
         check_url(location)
-        session = SoapSession(None if allow_foreign_urls else url_host(location), timeout=timeout)
+        session = SoapSession(
+            None if allow_foreign_urls else url_host(location), timeout=http_timeout
+        )
         try:
             data = await session.get(location)
             description = parse_description(data, location, allow_foreign_urls=allow_foreign_urls)
@@ -229,9 +240,14 @@ class Gateway:
         """Send ``action`` to the connection service; return its out arguments."""
         if action in ACTIONS:  # other names (vendor actions) go out unchecked
             check_action(action, self.service)
-        return await self.session.call(
-            self.service.control_url, self.service.service_type, action, args or []
-        )
+        try:
+            return await self.session.call(
+                self.service.control_url, self.service.service_type, action, args or []
+            )
+        except UPnPError as exc:
+            # The traffic log's "HTTP 500 n bytes" line says that it failed; this, why.
+            _traffic.debug("<- %s fault: %s", self.service.control_url, exc)
+            raise
 
     async def get_external_ip_address(self) -> str:
         """GetExternalIPAddress → dotted IPv4 string.
@@ -246,6 +262,36 @@ class Gateway:
         """GetStatusInfo."""
         return actions.parse_status_info(await self.call("GetStatusInfo"))
 
+    async def get_traffic_counters(self) -> TrafficCounters:
+        """GetTotalBytesSent/Received and GetTotalPacketsSent/Received of the
+        WANCommonInterfaceConfig service (like ``upnpc -s``); a counter the gateway does
+        not implement (401, 602) is ``None``.
+
+        Raises:
+            ActionNotSupported: the gateway has no WANCommonInterfaceConfig service.
+        """
+        service = self.common_interface
+        if service is None:
+            raise ActionNotSupported(f"{self.location} has no WANCommonInterfaceConfig service")
+        values: list[int | None] = []
+        for action in (
+            "GetTotalBytesSent",
+            "GetTotalBytesReceived",
+            "GetTotalPacketsSent",
+            "GetTotalPacketsReceived",
+        ):
+            spec = check_action(action, service)
+            assert spec.parser is not None
+            try:
+                out = await self.session.call(service.control_url, service.service_type, action, [])
+            except (InvalidAction, OptionalActionNotImplemented):
+                values.append(None)
+                continue
+            value = spec.parser(out)
+            assert isinstance(value, int)
+            values.append(value)
+        return TrafficCounters(*values)
+
     async def get_connection_type_info(self) -> ConnectionTypeInfo:
         """GetConnectionTypeInfo."""
         return actions.parse_connection_type_info(await self.call("GetConnectionTypeInfo"))
@@ -257,10 +303,10 @@ class Gateway:
     async def add_port_mapping(
         self,
         external_port: int,
-        protocol: Protocol | str,
+        *,
+        protocol: TransportLike,
         internal_port: int,
         internal_client: str,
-        *,
         description: str = DEFAULT_DESCRIPTION,
         lease: int = DEFAULT_LEASE,
         remote_host: str | None = None,
@@ -271,7 +317,7 @@ class Gateway:
             "AddPortMapping",
             actions.port_mapping_args(
                 external_port=external_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 internal_port=internal_port,
                 internal_client=internal_client,
                 description=description,
@@ -284,10 +330,10 @@ class Gateway:
     async def add_any_port_mapping(
         self,
         external_port: int,
-        protocol: Protocol | str,
+        *,
+        protocol: TransportLike,
         internal_port: int,
         internal_client: str,
-        *,
         description: str = DEFAULT_DESCRIPTION,
         lease: int = DEFAULT_LEASE,
         remote_host: str | None = None,
@@ -298,7 +344,7 @@ class Gateway:
             "AddAnyPortMapping",
             actions.port_mapping_args(
                 external_port=external_port,
-                protocol=Protocol.parse(protocol),
+                protocol=Transport.parse(protocol),
                 internal_port=internal_port,
                 internal_client=internal_client,
                 description=description,
@@ -310,16 +356,16 @@ class Gateway:
         return actions.parse_reserved_port(out)
 
     async def delete_port_mapping(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: TransportLike, *, remote_host: str | None = None
     ) -> None:
         """DeletePortMapping (miniupnpd answers 200 even when nothing was there)."""
         await self.call(
             "DeletePortMapping",
-            actions.mapping_key_args(external_port, Protocol.parse(protocol), remote_host),
+            actions.mapping_key_args(external_port, Transport.parse(protocol), remote_host),
         )
 
     async def delete_port_mapping_range(
-        self, start_port: int, end_port: int, protocol: Protocol | str, *, manage: bool = False
+        self, start_port: int, end_port: int, protocol: TransportLike, *, manage: bool = False
     ) -> None:
         """DeletePortMappingRange (v2), sent in chunks of at most :data:`RANGE_DELETE_CHUNK`.
 
@@ -344,14 +390,14 @@ class Gateway:
         return actions.parse_port_mapping_entry(out)
 
     async def get_specific_port_mapping_entry(
-        self, external_port: int, protocol: Protocol | str, *, remote_host: str | None = None
+        self, external_port: int, protocol: TransportLike, *, remote_host: str | None = None
     ) -> PortMappingEntry:
         """GetSpecificPortMappingEntry.
 
         Raises:
             NoSuchEntryInArray: no such mapping (714).
         """
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         out = await self.call(
             "GetSpecificPortMappingEntry",
             actions.mapping_key_args(external_port, proto, remote_host),
@@ -367,7 +413,7 @@ class Gateway:
 
     async def get_list_of_port_mappings(
         self,
-        protocol: Protocol | str,
+        protocol: TransportLike,
         *,
         start_port: int = 1,
         end_port: int = 65535,
@@ -420,8 +466,8 @@ class Gateway:
         if self.is_v2:
             try:
                 tcp, udp = await asyncio.gather(
-                    self.get_list_of_port_mappings(Protocol.TCP),
-                    self.get_list_of_port_mappings(Protocol.UDP),
+                    self.get_list_of_port_mappings(Transport.TCP),
+                    self.get_list_of_port_mappings(Transport.UDP),
                 )
                 return (tcp + udp)[:max_entries]
             except (UPnPError, ActionNotSupported, RemoteProtocolError):

@@ -271,9 +271,10 @@ class Kept(Generic[T]):
         """Wait until it is no longer held: ``lost``, ``failed`` or ``released``."""
         return await self.wait_for(State.LOST, State.FAILED, State.RELEASED)
 
-    async def release(self, *, timeout: float = CLEANUP_TIMEOUT) -> Leftover[T] | None:
-        """Stop keeping it and delete it; returns what could not be deleted."""
-        return await self._keeper.release(self, timeout=timeout)
+    async def release(self, *, cleanup_timeout: float = CLEANUP_TIMEOUT) -> Leftover[T] | None:
+        """Stop keeping it and delete it (within ``cleanup_timeout`` seconds); returns what
+        could not be deleted."""
+        return await self._keeper.release(self, cleanup_timeout=cleanup_timeout)
 
     def _publish(self, event: Event[T]) -> None:
         self._hub.publish(event)
@@ -431,7 +432,9 @@ class Keeper(Generic[T]):
     def _log(self, event: Event[T]) -> None:
         level = _LOG_LEVELS.get(event.name, logging.DEBUG)
         if isinstance(event, Released) and event.error is not None:
-            level = logging.WARNING
+            # INFO: release()/close() hand it to the caller as a Leftover, and __aexit__
+            # (no caller) warns through warn_leftovers().
+            level = logging.INFO
         if log.isEnabledFor(level):
             why = f": {event.error}" if event.error is not None else ""
             log.log(
@@ -445,9 +448,9 @@ class Keeper(Generic[T]):
 
     # -- release ----------------------------------------------------------------
     async def release(
-        self, kept: Kept[T], *, timeout: float = CLEANUP_TIMEOUT
+        self, kept: Kept[T], *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> Leftover[T] | None:
-        """Stop keeping ``kept`` and delete it within ``timeout`` seconds.
+        """Stop keeping ``kept`` and delete it within ``cleanup_timeout`` seconds.
 
         A cancellation during the delete lets it finish first (bounded), so a
         Ctrl-C here still leaves nothing on the gateway.
@@ -458,15 +461,16 @@ class Keeper(Generic[T]):
                 self._kept.remove(kept)
             if kept.state is State.RELEASED:
                 return None
-            return await finish(self._remove(kept, timeout), timeout)
+            return await finish(self._remove(kept, cleanup_timeout), cleanup_timeout)
         finally:
             self._start()
 
     async def delete(
-        self, subject: T, *, timeout: float = CLEANUP_TIMEOUT, verify: bool = False
+        self, subject: T, *, cleanup_timeout: float = CLEANUP_TIMEOUT, verify: bool = False
     ) -> Leftover[T] | None:
         """Delete something that is not kept (bounded, finished even if cancelled)."""
-        return await finish(self._delete(subject, timeout, verify=verify), timeout)
+        deleting = self._delete(subject, cleanup_timeout, verify=verify)
+        return await finish(deleting, cleanup_timeout)
 
     async def _delete(
         self, subject: T, timeout: float, *, verify: bool = False
@@ -498,7 +502,7 @@ class Keeper(Generic[T]):
         return leftover
 
     async def close(
-        self, *, release: bool = True, timeout: float = CLEANUP_TIMEOUT
+        self, *, release: bool = True, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> list[Leftover[T]]:
         """Stop; delete everything kept unless ``release=False`` (then it stays on
         the gateway until its lease ends). Returns what could not be deleted."""
@@ -510,7 +514,8 @@ class Keeper(Generic[T]):
                 k.lifecycle.released(now)
                 self._deliver(k)
             return []
-        results = await finish(asyncio.gather(*(self._remove(k, timeout) for k in kept)), timeout)
+        removing = asyncio.gather(*(self._remove(k, cleanup_timeout) for k in kept))
+        results = await finish(removing, cleanup_timeout)
         return [r for r in results if r is not None]
 
 
@@ -518,6 +523,7 @@ def warn_leftovers(leftovers: Iterable[Leftover[Any] | None]) -> None:
     """Log what could not be removed (for ``__aexit__``, which has no caller to tell)."""
     for leftover in leftovers:
         if leftover is not None:
+            # WARNING: something stays on a router and nobody else can say so.
             log.warning("could not delete %s", leftover)
 
 

@@ -200,7 +200,7 @@ class Lifecycle(Generic[T]):
     """The schedule and state of one kept mapping or pinhole.
 
     Args:
-        subject: its value as created (a :class:`~aioigd.models.Mapping` or
+        subject: its value as created (a :class:`~aioigd.models.PortMapping` or
             :class:`~aioigd.models.Pinhole`).
         now: the clock at creation.
         requested_lease: what was asked for (0 = permanent).

@@ -41,7 +41,7 @@ from .errors import (
 from .gateway import Gateway
 from .keeper import CLEANUP_TIMEOUT
 from .lifecycle import effective_lease
-from .models import Mapping, PortMappingEntry, Protocol
+from .models import PortMapping, PortMappingEntry, Transport, TransportLike
 from .tasks import settle
 
 __all__ = ["MapFlow", "EXTERNAL_IP_TTL"]
@@ -54,7 +54,7 @@ log = logging.getLogger("aioigd")
 EXTERNAL_IP_TTL = 10.0
 _MAX_PORT_ATTEMPTS = 8
 
-_TableKey = tuple[Protocol, int]
+_TableKey = tuple[Transport, int]
 _T = TypeVar("_T")
 
 #: WAN addresses that mean "behind another NAT": RFC 1918, RFC 6598 shared (CGNAT) space,
@@ -83,7 +83,7 @@ class MapFlow:
     """
 
     def __init__(
-        self, gateway: Gateway, *, is_kept: Callable[[Protocol, int], bool] = lambda p, n: False
+        self, gateway: Gateway, *, is_kept: Callable[[Transport, int], bool] = lambda p, n: False
     ) -> None:
         self.gateway = gateway
         self._is_kept = is_kept
@@ -145,7 +145,7 @@ class MapFlow:
             external,
         )
 
-    async def _ask_holder(self, proto: Protocol, port: int) -> PortMappingEntry | None:
+    async def _ask_holder(self, proto: Transport, port: int) -> PortMappingEntry | None:
         """Who holds ``port`` now, asked fresh after a conflict (remembered). When the
         question itself fails, an unknown holder stands in for "another client"."""
         try:
@@ -160,7 +160,7 @@ class MapFlow:
         return entry
 
     async def _holder(
-        self, table: dict[_TableKey, PortMappingEntry], proto: Protocol, port: int
+        self, table: dict[_TableKey, PortMappingEntry], proto: Transport, port: int
     ) -> PortMappingEntry | None:
         """Who holds ``port``: from the table when it is complete, else asked (once)."""
         held = table.get((proto, port))
@@ -177,7 +177,7 @@ class MapFlow:
         if self._table is not None:
             self._table[(entry.protocol, entry.external_port)] = entry
 
-    def forget(self, protocol: Protocol, port: int) -> None:
+    def forget(self, protocol: Transport, port: int) -> None:
         if self._table is not None:
             self._table.pop((protocol, port), None)
 
@@ -185,16 +185,16 @@ class MapFlow:
         self,
         internal_port: int,
         external_port: int | None,
-        protocol: Protocol | str,
+        protocol: TransportLike,
         *,
         lease: int,
         description: str,
         internal_client: str | None,
         strict: bool,
         remove_stale: bool = False,
-    ) -> tuple[Mapping, int]:
+    ) -> tuple[PortMapping, int]:
         """The seed flow; returns the mapping and the lease the gateway reported."""
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         if not isinstance(internal_port, int) or not 1 <= internal_port <= 65535:
             raise ValueError(f"internal_port must be in 1..65535, not {internal_port!r}")
         if external_port is not None and not 1 <= external_port <= 65535:
@@ -237,7 +237,7 @@ class MapFlow:
                 exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
                 raise
             reported = entry.lease
-            mapping = Mapping(
+            mapping = PortMapping(
                 external_ip=ext_ip,
                 external_port=port,
                 internal_client=client_ip,
@@ -269,7 +269,7 @@ class MapFlow:
     async def _remove_stale(
         self,
         table: dict[_TableKey, PortMappingEntry],
-        proto: Protocol,
+        proto: Transport,
         internal_port: int,
         client_ip: str,
         description: str,
@@ -295,12 +295,13 @@ class MapFlow:
             except NoSuchEntryInArray:
                 pass
             except IGDError as exc:  # best effort: the new mapping already works
-                log.warning("could not remove stale mapping %d: %s", entry.external_port, exc)
+                # INFO: handled; the new mapping works, the stale one expires with its lease.
+                log.info("could not remove stale mapping %d: %s", entry.external_port, exc)
                 continue
             self.forget(proto, entry.external_port)
 
     def _candidates(
-        self, table: dict[_TableKey, PortMappingEntry], proto: Protocol, wanted: int, client: str
+        self, table: dict[_TableKey, PortMappingEntry], proto: Transport, wanted: int, client: str
     ) -> list[int]:
         def free(port: int) -> bool:
             held = table.get((proto, port))
@@ -315,7 +316,7 @@ class MapFlow:
     async def _add(
         self,
         table: dict[_TableKey, PortMappingEntry],
-        proto: Protocol,
+        proto: Transport,
         wanted: int,
         internal_port: int,
         client_ip: str,
@@ -363,7 +364,12 @@ class MapFlow:
                 wanted,
                 client_ip,
                 self.gateway.add_any_port_mapping(
-                    wanted, proto, internal_port, client_ip, description=description, lease=lease
+                    wanted,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=lease,
                 ),
             )
             return port, lease, False
@@ -371,7 +377,7 @@ class MapFlow:
 
     async def add_one(
         self,
-        proto: Protocol,
+        proto: Transport,
         port: int,
         internal_port: int,
         client_ip: str,
@@ -385,28 +391,37 @@ class MapFlow:
                 port,
                 client_ip,
                 self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=lease
+                    port,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=lease,
                 ),
             )
             return lease
         except (OnlyPermanentLeasesSupported, InvalidArgs) as exc:
             if lease == 0:
                 raise
-            log.warning(
-                "gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc
-            )
+            # INFO: handled (the permanent lease is reported as PortMapping.permanent_only).
+            log.info("gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc)
             await self._guarded(
                 proto,
                 port,
                 client_ip,
                 self.gateway.add_port_mapping(
-                    port, proto, internal_port, client_ip, description=description, lease=0
+                    port,
+                    protocol=proto,
+                    internal_port=internal_port,
+                    internal_client=client_ip,
+                    description=description,
+                    lease=0,
                 ),
             )
             return 0
 
     async def _guarded(
-        self, proto: Protocol, port: int, client_ip: str, add: Coroutine[Any, Any, _T]
+        self, proto: Transport, port: int, client_ip: str, add: Coroutine[Any, Any, _T]
     ) -> _T:
         """Run an add; if it failed in any way but a fault (the router refused, so it
         created nothing), delete what it may have created."""
@@ -417,7 +432,7 @@ class MapFlow:
                 exc.add_note(await self._cleanup_uncertain(proto, port, client_ip))
             raise
 
-    async def _cleanup_uncertain(self, proto: Protocol, port: int, client_ip: str) -> str:
+    async def _cleanup_uncertain(self, proto: Transport, port: int, client_ip: str) -> str:
         """Delete ``port`` if the gateway forwards it to ``client_ip`` (bounded, best
         effort); returns what happened, for the error that made it necessary."""
         what = f"{proto.value} {port}"
@@ -442,7 +457,7 @@ class MapFlow:
             return f"aioigd could not remove {what}, which it may have created: {exc!r}"
 
     async def _verify(
-        self, proto: Protocol, port: int, internal_port: int, client_ip: str
+        self, proto: Transport, port: int, internal_port: int, client_ip: str
     ) -> PortMappingEntry:
         try:
             entry = await self.gateway.get_specific_port_mapping_entry(port, proto)

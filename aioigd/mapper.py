@@ -45,7 +45,7 @@ from .keeper import (
 )
 from .lifecycle import Action, Event, effective_lease
 from .mapflow import MapFlow
-from .models import Mapping, PortMappingEntry, Protocol
+from .models import PortMapping, PortMappingEntry, Transport, TransportLike
 from .tasks import settle
 
 __all__ = [
@@ -62,10 +62,10 @@ log = logging.getLogger("aioigd")
 #: Seconds between checks of a kept mapping between renewals (is it still there, what
 #: is the external address): a router reboot or WAN change is noticed within this.
 DEFAULT_CHECK_INTERVAL = 300.0
-_TableKey = tuple[Protocol, int]
+_TableKey = tuple[Transport, int]
 
 
-class KeptMapping(Kept[Mapping]):
+class KeptMapping(Kept[PortMapping]):
     """A port mapping aioigd keeps alive; its fields are those of :attr:`current`."""
 
     @property
@@ -87,7 +87,7 @@ class KeptMapping(Kept[Mapping]):
         return self.current.internal_port
 
     @property
-    def protocol(self) -> Protocol:
+    def protocol(self) -> Transport:
         return self.current.protocol
 
     @property
@@ -108,7 +108,7 @@ class KeptMapping(Kept[Mapping]):
         return f"<KeptMapping {self.state.value} {_describe(self.current)}>"
 
 
-def _describe(m: Mapping) -> str:
+def _describe(m: PortMapping) -> str:
     return (
         f"{m.protocol.value} {m.external_ip or '?'}:{m.external_port} -> "
         f"{m.internal_client}:{m.internal_port}"
@@ -143,8 +143,8 @@ class PortMapper:
         self.rediscovery = rediscovery
         self._owned: list[Gateway] = [gateway] if own_gateway else []
         self._closed = False
-        self._hub: EventHub[Event[Mapping]] = EventHub()
-        self._keeper: Keeper[Mapping] = Keeper(
+        self._hub: EventHub[Event[PortMapping]] = EventHub()
+        self._keeper: Keeper[PortMapping] = Keeper(
             self, name=f"aioigd-keeper-{gateway.host}", check_interval=check_interval, hub=self._hub
         )
 
@@ -157,7 +157,7 @@ class PortMapper:
         """What is known of the gateway's mapping table (see :meth:`MapFlow.table`)."""
         return await self.flow.table(refresh=refresh)
 
-    async def _map(self, *args: Any, **kwargs: Any) -> tuple[Mapping, int]:
+    async def _map(self, *args: Any, **kwargs: Any) -> tuple[PortMapping, int]:
         if self._closed:
             raise RuntimeError("this PortMapper is closed")
         return await self.flow.map(*args, **kwargs)
@@ -168,25 +168,25 @@ class PortMapper:
         """The current gateway's LOCATION."""
         return self.gateway.location
 
-    def endpoint(self, subject: Mapping) -> Hashable:
+    def endpoint(self, subject: PortMapping) -> Hashable:
         return (subject.external_ip, subject.external_port)
 
-    def describe(self, subject: Mapping) -> str:
+    def describe(self, subject: PortMapping) -> str:
         return _describe(subject)
 
     # -- mapping ------------------------------------------------------------
     async def map_port(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
         remove_stale: bool = False,
-    ) -> Mapping:
+    ) -> PortMapping:
         """Map ``internal_port`` on this host (or ``internal_client``) and verify it, once.
 
         The mapping is not renewed: it stays until its lease ends (like ``upnpc -a``).
@@ -207,7 +207,7 @@ class PortMapper:
                 run). Off by default: only the entry on the wanted port is replaced.
 
         Returns:
-            The verified :class:`Mapping`; its ``lease`` is what renewals would be
+            The verified :class:`PortMapping`; its ``lease`` is what renewals would be
             scheduled by (the requested lease when the gateway reports 0).
 
         Raises:
@@ -232,9 +232,9 @@ class PortMapper:
     async def keep(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -273,13 +273,13 @@ class PortMapper:
         return kept
 
     # -- keeping (the keeper's backend) -----------------------------------------
-    def _is_kept(self, proto: Protocol, port: int) -> bool:
+    def _is_kept(self, proto: Transport, port: int) -> bool:
         return any(
             k.current.protocol is proto and k.current.external_port == port
             for k in self._keeper.kept()
         )
 
-    async def refresh(self, kept: Kept[Mapping], action: Action) -> Outcome[Mapping]:
+    async def refresh(self, kept: Kept[PortMapping], action: Action) -> Outcome[PortMapping]:
         """Renew or check one kept mapping (see :class:`~aioigd.keeper.Backend`).
 
         A check asks whether the entry is still ours and what the external address
@@ -338,7 +338,9 @@ class PortMapper:
         subject = replace(m, external_ip=ext_ip, lease=lease, gateway=gw.location)
         return Outcome(subject, granted, recreated=entry is None)
 
-    async def _move(self, kept: Kept[Mapping], holder: PortMappingEntry | None) -> Outcome[Mapping]:
+    async def _move(
+        self, kept: Kept[PortMapping], holder: PortMappingEntry | None
+    ) -> Outcome[PortMapping]:
         m = kept.current
         who = f"{holder.internal_client}:{holder.internal_port}" if holder else "another client"
         if kept.strict:
@@ -358,7 +360,7 @@ class PortMapper:
         )
         return Outcome(moved, granted, recreated=True)
 
-    async def remove(self, subject: Mapping, *, verify: bool = False) -> None:
+    async def remove(self, subject: PortMapping, *, verify: bool = False) -> None:
         """Delete one of our mappings (already gone is fine); with ``verify`` only if
         the gateway still forwards it to our internal client."""
         try:
@@ -402,20 +404,20 @@ class PortMapper:
         """The mappings being kept, in creation order."""
         return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
 
-    def active(self) -> list[Mapping]:
+    def active(self) -> list[PortMapping]:
         """The kept mappings' current values."""
         return [k.current for k in self._keeper.kept()]
 
-    def events(self) -> EventIterator[Event[Mapping]]:
+    def events(self) -> EventIterator[Event[PortMapping]]:
         """Events of every mapping kept from now on, until :meth:`close`."""
         return self._hub.subscribe()
 
     async def release(
-        self, mapping: Kept[Mapping] | Mapping, *, timeout: float = CLEANUP_TIMEOUT
+        self, mapping: Kept[PortMapping] | PortMapping, *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> None:
-        """Stop keeping ``mapping`` and delete it (within ``timeout`` seconds).
+        """Stop keeping ``mapping`` and delete it (within ``cleanup_timeout`` seconds).
 
-        Takes a kept mapping or a :class:`Mapping` value (kept or from
+        Takes a kept mapping or a :class:`PortMapping` value (kept or from
         :meth:`map_port`). A cancellation during the delete lets it finish first
         (bounded), so a Ctrl-C here still leaves nothing on the gateway.
 
@@ -423,7 +425,7 @@ class PortMapper:
             IGDError: the deletion failed (the gateway is gone, or timed out).
         """
         if isinstance(mapping, Kept):
-            leftover = await self._keeper.release(mapping, timeout=timeout)
+            leftover = await self._keeper.release(mapping, cleanup_timeout=cleanup_timeout)
         else:
             kept = next(
                 (
@@ -435,15 +437,17 @@ class PortMapper:
                 None,
             )
             if kept is not None:
-                leftover = await self._keeper.release(kept, timeout=timeout)
+                leftover = await self._keeper.release(kept, cleanup_timeout=cleanup_timeout)
             else:
                 # Not kept: it may be an old value, or its port may belong to someone else
                 # by now, so delete it only if the gateway still forwards it to us.
-                leftover = await self._keeper.delete(mapping, timeout=timeout, verify=True)
+                leftover = await self._keeper.delete(
+                    mapping, cleanup_timeout=cleanup_timeout, verify=True
+                )
         if leftover is not None:
             raise leftover.error
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
         """Stop keeping; delete every kept mapping unless ``release=False``.
 
         Never raises for a gateway that is gone: what could not be deleted is
@@ -462,9 +466,9 @@ class PortMapper:
     async def mapped(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -474,8 +478,8 @@ class PortMapper:
         """Map on enter, keep alive inside, delete on exit, error or cancellation."""
         kept = await self.keep(
             internal_port,
-            external_port,
-            protocol,
+            external_port=external_port,
+            protocol=protocol,
             lease=lease,
             description=description,
             internal_client=internal_client,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 __all__ = [
     "StopReason",
-    "Protocol",
+    "Transport",
+    "TransportLike",
     "ServiceKind",
     "SearchResponse",
     "Service",
@@ -17,16 +18,17 @@ __all__ = [
     "DeviceDescription",
     "PortMappingEntry",
     "StatusInfo",
+    "TrafficCounters",
     "NATRSIPStatus",
     "ConnectionTypeInfo",
-    "Mapping",
+    "PortMapping",
     "FirewallStatus",
     "Pinhole",
     "is_global_address",
 ]
 
 
-class Protocol(enum.StrEnum):
+class Transport(enum.StrEnum):
     """Transport protocol of a port mapping (WANIPConnection ``PortMappingProtocol``)."""
 
     #: TCP, IANA protocol number 6.
@@ -37,17 +39,24 @@ class Protocol(enum.StrEnum):
     @property
     def number(self) -> int:
         """IANA protocol number, as WANIPv6FirewallControl wants it."""
-        return 6 if self is Protocol.TCP else 17
+        return 6 if self is Transport.TCP else 17
 
     @classmethod
-    def parse(cls, value: str | Protocol) -> Protocol:
+    def parse(cls, value: str | Transport) -> Transport:
         """Accept ``"tcp"``, ``"UDP"`` or a member; raise ``ValueError`` otherwise."""
-        if isinstance(value, Protocol):
+        if isinstance(value, Transport):
             return value
+        if not isinstance(value, str):
+            raise ValueError(f"protocol must be TCP or UDP, not {value!r}")
         try:
             return cls(value.strip().upper())
         except ValueError:
             raise ValueError(f"protocol must be TCP or UDP, not {value!r}") from None
+
+
+#: What a ``protocol=`` parameter takes: a member, or its name (checked at run time
+#: too: anything else raises ``ValueError``).
+TransportLike: TypeAlias = Transport | Literal["TCP", "UDP"]
 
 
 class ServiceKind(enum.Enum):
@@ -59,6 +68,8 @@ class ServiceKind(enum.Enum):
     WAN_PPP = "WANPPPConnection"
     #: ``WANIPv6FirewallControl`` v1 (IPv6 pinholes).
     FIREWALL = "WANIPv6FirewallControl"
+    #: ``WANCommonInterfaceConfig`` v1 (the WAN link: traffic counters).
+    COMMON_INTERFACE = "WANCommonInterfaceConfig"
 
 
 @dataclass(frozen=True)
@@ -172,13 +183,33 @@ class PortMappingEntry:
     """
 
     external_port: int
-    protocol: Protocol
+    protocol: Transport
     internal_port: int
     internal_client: str
     enabled: bool = True
     description: str = ""
     lease: int = 0
     remote_host: str | None = None
+
+
+@dataclass(frozen=True)
+class TrafficCounters:
+    """WANCommonInterfaceConfig's totals (ui4, they wrap at 2**32); ``None`` where the
+    gateway does not implement that action."""
+
+    bytes_sent: int | None
+    bytes_received: int | None
+    packets_sent: int | None
+    packets_received: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with snake_case keys named after the fields."""
+        return {
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "packets_sent": self.packets_sent,
+            "packets_received": self.packets_received,
+        }
 
 
 @dataclass(frozen=True)
@@ -207,7 +238,7 @@ class ConnectionTypeInfo:
 
 
 @dataclass(frozen=True)
-class Mapping:
+class PortMapping:
     """A port mapping that aioigd created and verified on one gateway.
 
     ``external_ip`` is ``None`` when the gateway reported no usable external
@@ -218,7 +249,7 @@ class Mapping:
     external_port: int
     internal_client: str
     internal_port: int
-    protocol: Protocol
+    protocol: Transport
     lease: int
     description: str = ""
     #: The LOCATION URL of the gateway that holds the mapping.
@@ -279,7 +310,7 @@ class Pinhole:
     unique_id: int
     internal_client: str
     internal_port: int
-    protocol: Protocol
+    protocol: Transport
     lease: int
     remote_host: str | None = None
     remote_port: int = 0

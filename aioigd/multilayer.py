@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,12 @@ from .anymapper import (
     probe_gateway,
 )
 from .discovery import SearchOptions, discover
-from .errors import HopsUnavailable, IGDError, NextLayerNotFound
+from .errors import GatewayNotFound, HopsUnavailable, IGDError, NextLayerNotFound
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
 from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
-from .models import Mapping, Protocol, StopReason, is_global_address
+from .models import PortMapping, StopReason, Transport, TransportLike, is_global_address
 from .netutil import default_gateways
 from .platform import subnet_gateway_candidates
 from .proto.ssdp import SSDP_PORT
@@ -63,14 +64,14 @@ _Hop = tuple[str | None, Probe | None]
 
 @dataclass(frozen=True)
 class LayeredMapping:
-    """The result of a multi-layer mapping: one :class:`Mapping` per layer, inside out.
+    """The result of a multi-layer mapping: one :class:`PortMapping` per layer, inside out.
 
     ``complete`` is False when climbing stopped early; ``stopped_at`` is then
     the layer number (1-based) that could not be mapped, ``reason`` says why and
     ``stop_reason`` is the why as a :class:`StopReason`.
     """
 
-    layers: tuple[Mapping, ...]
+    layers: tuple[PortMapping, ...]
     complete: bool = True
     stopped_at: int | None = None
     reason: str = ""
@@ -111,7 +112,7 @@ class LayerEvent:
     """An event of one layer's mapping (``layer`` counts from 1, the host's router)."""
 
     layer: int
-    event: Event[Mapping]
+    event: Event[PortMapping]
 
     @property
     def name(self) -> str:
@@ -119,7 +120,7 @@ class LayerEvent:
         return self.event.name
 
     @property
-    def mapping(self) -> Mapping:
+    def mapping(self) -> PortMapping:
         """The layer's mapping after the event."""
         return self.event.subject
 
@@ -143,6 +144,8 @@ class MultiLayerMapper:
         protocol: ``"TCP"`` or ``"UDP"``.
         layers: ``"auto"`` stops at the first global external address;
             an int N keeps climbing while a next IGD answers, up to N.
+        external_port: the external port wanted at layer 1 (default: ``internal_port``);
+            each layer above forwards the port of the layer below.
         max_layers: cap for ``"auto"`` (default 4).
         lease / description / internal_client: as for :meth:`PortMapper.keep`.
         via: per-layer gateway hints: each item is a LOCATION URL, an address
@@ -155,7 +158,7 @@ class MultiLayerMapper:
             (default: unicast to its address and multicast); an upper layer found by
             an SSDP hint or a traced hop is searched for at that address again.
         check_interval: seconds between checks of each layer between renewals.
-        timeout: seconds to wait for each layer's gateway to answer.
+        search_timeout: seconds to wait for each layer's gateway to answer (each search).
         http_timeout: per-request timeout.
         protocols: what each layer may be mapped with, most preferred first
             (``"upnp"``, ``"pcp"``, ``"natpmp"``); every layer is asked in all of
@@ -165,9 +168,10 @@ class MultiLayerMapper:
     def __init__(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         layers: Literal["auto"] | int = "auto",
+        external_port: int | None = None,
         max_layers: int = MAX_LAYERS,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
@@ -175,7 +179,7 @@ class MultiLayerMapper:
         via: Sequence[str | None] = (),
         probe_target: str | None = DEFAULT_PROBE_TARGET,
         search: SearchOptions | None = None,
-        timeout: float = 2.0,
+        search_timeout: float = 2.0,
         http_timeout: float = 5.0,
         rediscovery: SearchOptions | None = None,
         check_interval: float | None = DEFAULT_CHECK_INTERVAL,
@@ -186,7 +190,8 @@ class MultiLayerMapper:
         if not 1 <= max_layers <= MAX_LAYERS:
             raise ValueError(f"max_layers must be in 1..{MAX_LAYERS}")
         self.internal_port = internal_port
-        self.protocol = Protocol.parse(protocol)
+        self.external_port = external_port
+        self.protocol = Transport.parse(protocol)
         self.layers = layers
         self.max_layers = layers if isinstance(layers, int) else max_layers
         self.lease = lease
@@ -195,7 +200,7 @@ class MultiLayerMapper:
         self.via = list(via)
         self.probe_target = probe_target
         self.search = search
-        self.timeout = timeout
+        self.search_timeout = search_timeout
         self.http_timeout = http_timeout
         self.rediscovery = rediscovery
         self.check_interval = check_interval
@@ -216,11 +221,11 @@ class MultiLayerMapper:
 
     async def _from_hint(self, hint: str) -> Gateway:
         if hint.startswith(("http://", "https://")):
-            return await Gateway.from_location(hint, timeout=self.http_timeout)
+            return await Gateway.from_location(hint, http_timeout=self.http_timeout)
         host, port = _split_hint(hint)
         gw = await discover(
             SearchOptions(
-                timeout=self.timeout,
+                timeout=self.search_timeout,
                 multicast=False,
                 default_gateways=False,
                 unicast=[hint],
@@ -235,7 +240,7 @@ class MultiLayerMapper:
             host,
             protocols=self.protocols,
             upnp=upnp if "upnp" in self.protocols else None,
-            timeout=self.timeout,
+            search_timeout=self.search_timeout,
         )
 
     async def _probe_hint(self, hint: str) -> Probe:
@@ -255,9 +260,8 @@ class MultiLayerMapper:
         hint = self._hint(1)
         if hint:
             return await self._probe_hint(hint)
-        defaults = default_gateways()
         search = self.search or SearchOptions(http_timeout=self.http_timeout)
-        return await self._ask(defaults[0] if defaults else None, lambda: discover(search))
+        return await self._ask(_pmp_host(search), lambda: discover(search))
 
     def _start_probes(self, target: str) -> list[asyncio.Task[_Hop]]:
         """One task per TTL: find that hop, then ask it in every protocol — all at once,
@@ -365,7 +369,7 @@ class MultiLayerMapper:
                     await found.aclose()
 
     # -- mapping ---------------------------------------------------------------
-    def _keep_climbing(self, layer: int, mapping: Mapping) -> bool:
+    def _keep_climbing(self, layer: int, mapping: PortMapping) -> bool:
         if layer >= self.max_layers:
             return False
         if self.layers == "auto":
@@ -377,7 +381,7 @@ class MultiLayerMapper:
         found_at = self._found_at.get(gw) if gw is not None else None
         if rediscovery is None and found_at is not None:
             rediscovery = SearchOptions(
-                timeout=self.timeout,
+                timeout=self.search_timeout,
                 multicast=False,
                 default_gateways=False,
                 unicast=[found_at],
@@ -395,11 +399,11 @@ class MultiLayerMapper:
         )
 
         async def keep(mapper: LayerMapper) -> KeptMapping:
-            external = internal_port if layer > 1 else None
+            external = internal_port if layer > 1 else self.external_port
             return await mapper.keep(
                 internal_port,
-                external,
-                self.protocol,
+                external_port=external,
+                protocol=self.protocol,
                 lease=self.lease,
                 description=self.description,
                 internal_client=internal_client,
@@ -435,7 +439,7 @@ class MultiLayerMapper:
         try:
             first = await self._first_layer()
             if not first.candidates:
-                raise IGDError(f"no gateway answered for layer 1: {first.why_not()}")
+                raise GatewayNotFound(f"no gateway answered for layer 1: {first.why_not()}")
             kept = await self._map_layer(first, 1, self.internal_port, self.internal_client)
             state.kept.append(kept)
             layer = 1
@@ -474,7 +478,8 @@ class MultiLayerMapper:
         self, layer: int | None = None, reason: str = "", stop: StopReason | None = None
     ) -> LayeredMapping:
         if layer is not None:
-            log.warning("multi-layer mapping stopped at layer %d: %s", layer, reason)
+            # INFO: the caller gets it in the result (complete=False, stopped_at, reason).
+            log.info("multi-layer mapping stopped at layer %d: %s", layer, reason)
             self._state.complete, self._state.stopped_at = False, layer
             self._state.reason = reason
             self._state.stop_reason = stop or StopReason.NO_GATEWAY
@@ -500,7 +505,7 @@ class MultiLayerMapper:
         return self._hub.subscribe()
 
     async def _watch(self) -> None:
-        async def tagged(layer: int, it: EventIterator[Event[Mapping]]) -> Any:
+        async def tagged(layer: int, it: EventIterator[Event[PortMapping]]) -> Any:
             async for event in it:
                 yield LayerEvent(layer, event)
 
@@ -544,13 +549,14 @@ class MultiLayerMapper:
             try:
                 kept = await mapper.keep(
                     below.external_port,
-                    below.external_port,
-                    self.protocol,
+                    external_port=below.external_port,
+                    protocol=self.protocol,
                     lease=self.lease,
                     description=self.description,
                     internal_client=below.external_ip,
                 )
             except IGDError as exc:
+                # WARNING: in the background, and the app's endpoint no longer reaches it.
                 log.warning("layer %d could not be mapped again: %s", layer + 1, exc)
                 del st.kept[layer:]
                 st.complete, st.stopped_at = False, layer + 1
@@ -579,21 +585,21 @@ class MultiLayerMapper:
         """Each layer's kept mapping, inside out."""
         return list(self._state.kept)
 
-    async def release(self) -> list[Leftover[Mapping]]:
+    async def release(self) -> list[Leftover[PortMapping]]:
         """Delete every layer, outermost first, and close the gateways.
 
         Returns what could not be deleted (the gateway was gone), never raises for it.
         """
         return await self.close(release=True)
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
         """Stop renewing and close the gateways; ``release=False`` leaves the
         mappings on the routers until their leases run out."""
         watcher, self._watcher = self._watcher, None
         self._closing = True
         if watcher is not None and self._following:
             await stop_task(watcher)  # never re-map a layer while they are being removed
-        failed: list[Leftover[Mapping]] = []
+        failed: list[Leftover[PortMapping]] = []
         try:
             for mapper in reversed(self._state.mappers):
                 failed += await mapper.close(release=release)
@@ -618,6 +624,21 @@ class MultiLayerMapper:
         tb: TracebackType | None,
     ) -> None:
         warn_leftovers(await self.release())
+
+
+def _pmp_host(search: SearchOptions) -> str | None:
+    """Where layer 1 is asked in PCP / NAT-PMP: the first unicast search target given as
+    an address, else the default gateway (if the search may use it)."""
+    for target in search.unicast:
+        host = target[0] if isinstance(target, tuple) else _split_hint(target)[0]
+        try:
+            return str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            continue
+    if not search.default_gateways:
+        return None
+    defaults = default_gateways()
+    return defaults[0] if defaults else None
 
 
 def _split_hint(hint: str) -> tuple[str, int]:

@@ -34,7 +34,7 @@ from .errors import (
     PortInUse,
     RemoteProtocolError,
 )
-from .models import Protocol
+from .models import Transport
 from .netguard import check_destination
 from .proto import natpmp, pcp
 from .proto.epoch import EpochTracker
@@ -244,13 +244,13 @@ class PmpClient(abc.ABC):
             )
 
     @abc.abstractmethod
-    async def probe(self, *, timeout: float = FOREGROUND_TIMEOUT) -> None:
+    async def probe(self, *, request_timeout: float = FOREGROUND_TIMEOUT) -> None:
         """Does the gateway speak this protocol? Raises when it does not answer so."""
 
     @abc.abstractmethod
     async def map(
         self,
-        protocol: Protocol,
+        protocol: Transport,
         internal_port: int,
         *,
         lifetime: int,
@@ -259,14 +259,14 @@ class PmpClient(abc.ABC):
         client_ip: str | None = None,
         third_party: str | None = None,
         prefer_failure: bool = False,
-        timeout: float = FOREGROUND_TIMEOUT,
+        request_timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
     ) -> PmpGrant:
         """Map ``internal_port`` (of ``client_ip``: this host, or behind another NAT
         that NAT's external address; or, PCP only, of another host: ``third_party``);
         lifetime 0 deletes."""
 
-    async def external_ip(self, *, timeout: float = FOREGROUND_TIMEOUT) -> str | None:
+    async def external_ip(self, *, request_timeout: float = FOREGROUND_TIMEOUT) -> str | None:
         """The gateway's external address (``None``: the protocol does not say apart
         from a mapping)."""
         return None
@@ -292,12 +292,12 @@ class PcpClient(PmpClient):
 
     mechanism: Mechanism = "pcp"
 
-    async def probe(self, *, timeout: float = FOREGROUND_TIMEOUT) -> None:
+    async def probe(self, *, request_timeout: float = FOREGROUND_TIMEOUT) -> None:
         await self.open()
         answer = await self._request(
             pcp.encode_announce(self.local_address),
             lambda data: pcp.decode_response(data, pcp.Opcode.ANNOUNCE),
-            timeout=timeout,
+            timeout=request_timeout,
         )
         if answer.version == 0 or answer.result == pcp.PcpResult.UNSUPP_VERSION:
             raise _pcp_error(answer.result, 0, "ANNOUNCE")
@@ -306,7 +306,7 @@ class PcpClient(PmpClient):
 
     async def map(
         self,
-        protocol: Protocol,
+        protocol: Transport,
         internal_port: int,
         *,
         lifetime: int,
@@ -315,7 +315,7 @@ class PcpClient(PmpClient):
         client_ip: str | None = None,
         third_party: str | None = None,
         prefer_failure: bool = False,
-        timeout: float = FOREGROUND_TIMEOUT,
+        request_timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
     ) -> PmpGrant:
         await self.open()
@@ -343,7 +343,7 @@ class PcpClient(PmpClient):
                 if data[:1] != b"\x00"
                 else pcp.decode_response(data, pcp.Opcode.MAP)
             ),
-            timeout=timeout,
+            timeout=request_timeout,
             background=background,
         )
         if answer.version != 0:
@@ -373,11 +373,11 @@ class NatPmpClient(PmpClient):
 
     mechanism: Mechanism = "natpmp"
 
-    async def external_ip(self, *, timeout: float = FOREGROUND_TIMEOUT) -> str | None:
+    async def external_ip(self, *, request_timeout: float = FOREGROUND_TIMEOUT) -> str | None:
         answer = await self._request(
             natpmp.encode_external_address_request(),
             natpmp.decode_external_address_response,
-            timeout=timeout,
+            timeout=request_timeout,
         )
         self._saw_epoch(answer.epoch)
         if answer.result != natpmp.NatPmpResult.SUCCESS:
@@ -385,12 +385,12 @@ class NatPmpClient(PmpClient):
         ip = answer.external_ip
         return ip if ip and not ipaddress.ip_address(ip).is_unspecified else None
 
-    async def probe(self, *, timeout: float = FOREGROUND_TIMEOUT) -> None:
-        await self.external_ip(timeout=timeout)
+    async def probe(self, *, request_timeout: float = FOREGROUND_TIMEOUT) -> None:
+        await self.external_ip(request_timeout=request_timeout)
 
     async def map(
         self,
-        protocol: Protocol,
+        protocol: Transport,
         internal_port: int,
         *,
         lifetime: int,
@@ -399,7 +399,7 @@ class NatPmpClient(PmpClient):
         client_ip: str | None = None,
         third_party: str | None = None,
         prefer_failure: bool = False,
-        timeout: float = FOREGROUND_TIMEOUT,
+        request_timeout: float = FOREGROUND_TIMEOUT,
         background: bool = False,
     ) -> PmpGrant:
         del nonce  # NAT-PMP has none: a mapping is its sender's internal port
@@ -413,7 +413,7 @@ class NatPmpClient(PmpClient):
                 protocol, internal_port, suggested_port if lifetime else 0, lifetime
             ),
             lambda data: natpmp.decode_map_response(data, protocol, internal_port),
-            timeout=timeout,
+            timeout=request_timeout,
             background=background,
         )
         self._saw_epoch(answer.epoch)
@@ -427,12 +427,14 @@ class NatPmpClient(PmpClient):
         ):
             # NAT-PMP cannot refuse another port: give it back and say so.
             with contextlib.suppress(IGDError):
-                await self.map(protocol, internal_port, lifetime=0, nonce=b"", timeout=timeout)
+                await self.map(
+                    protocol, internal_port, lifetime=0, nonce=b"", request_timeout=request_timeout
+                )
             raise PortInUse(f"NAT-PMP: {protocol.value} port {suggested_port} is not available")
         external_ip: str | None = None
         if lifetime:
             with contextlib.suppress(IGDError):
-                external_ip = await self.external_ip(timeout=timeout)
+                external_ip = await self.external_ip(request_timeout=request_timeout)
         return PmpGrant(external_ip, answer.external_port, answer.lifetime)
 
 

@@ -42,7 +42,7 @@ from .keeper import (
 )
 from .lifecycle import Action, Event, State, effective_lease
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping
-from .models import Mapping, Protocol
+from .models import PortMapping, Transport, TransportLike
 from .pmp import BACKGROUND_TIMEOUT, FOREGROUND_TIMEOUT, PmpClient
 from .proto import pcp
 
@@ -63,11 +63,11 @@ def _same_address(a: str, b: str) -> bool:
         return a == b
 
 
-def _key(m: Mapping) -> tuple[Protocol, str, int]:
+def _key(m: PortMapping) -> tuple[Transport, str, int]:
     return (m.protocol, m.internal_client, m.internal_port)
 
 
-def derive_nonce(secret: bytes, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
+def derive_nonce(secret: bytes, client_ip: str, protocol: Transport, internal_port: int) -> bytes:
     """The 12-byte PCP nonce for one internal endpoint."""
     message = f"{client_ip}|{protocol.value}|{internal_port}".encode()
     return hmac.new(secret, message, hashlib.sha256).digest()[: pcp.NONCE_SIZE]
@@ -81,7 +81,7 @@ class PmpMapper:
             unless ``own_client`` is False).
         check_interval: seconds between checks between renewals (``None``: only renew).
         secret: mixed into the mapping nonces (default: a fixed one, see above).
-        timeout: seconds a foreground request (map, delete) waits for an answer.
+        request_timeout: seconds a foreground request (map, delete) waits for an answer.
         behind_nat: the gateway sees this host through another NAT (an upper layer):
             ``internal_client`` is then that NAT's external address, the source the
             gateway sees. Otherwise an ``internal_client`` other than this host is a
@@ -95,20 +95,20 @@ class PmpMapper:
         check_interval: float | None = DEFAULT_CHECK_INTERVAL,
         own_client: bool = True,
         secret: bytes = _DEFAULT_SECRET,
-        timeout: float = FOREGROUND_TIMEOUT,
+        request_timeout: float = FOREGROUND_TIMEOUT,
         behind_nat: bool = False,
     ) -> None:
         self.client = client
         self.behind_nat = behind_nat
-        self.timeout = timeout
+        self.request_timeout = request_timeout
         self._own = own_client
         self._secret = secret
         self._closed = False
         #: Per internal endpoint: the client's restart count when it was last mapped.
-        self._seen: dict[tuple[Protocol, str, int], int] = {}
+        self._seen: dict[tuple[Transport, str, int], int] = {}
         self._restarts_handled = client.restarts
-        self._hub: EventHub[Event[Mapping]] = EventHub()
-        self._keeper: Keeper[Mapping] = Keeper(
+        self._hub: EventHub[Event[PortMapping]] = EventHub()
+        self._keeper: Keeper[PortMapping] = Keeper(
             self,
             name=f"aioigd-{client.mechanism}-{client.host}",
             check_interval=check_interval,
@@ -130,16 +130,16 @@ class PmpMapper:
     def location(self) -> str:
         return self.client.location
 
-    def endpoint(self, subject: Mapping) -> Hashable:
+    def endpoint(self, subject: PortMapping) -> Hashable:
         return (subject.external_ip, subject.external_port)
 
-    def describe(self, subject: Mapping) -> str:
+    def describe(self, subject: PortMapping) -> str:
         return (
             f"{subject.mechanism} {subject.protocol.value} {subject.external_ip or '?'}:"
             f"{subject.external_port} -> {subject.internal_client}:{subject.internal_port}"
         )
 
-    def _nonce(self, client_ip: str, protocol: Protocol, internal_port: int) -> bytes:
+    def _nonce(self, client_ip: str, protocol: Transport, internal_port: int) -> bytes:
         return derive_nonce(self._secret, client_ip, protocol, internal_port)
 
     def _who(self, internal_client: str | None) -> tuple[str, str | None]:
@@ -154,19 +154,19 @@ class PmpMapper:
         self,
         internal_port: int,
         external_port: int | None,
-        protocol: Protocol | str,
+        protocol: TransportLike,
         *,
         lease: int,
         description: str,
         internal_client: str | None,
         strict: bool,
         background: bool = False,
-    ) -> tuple[Mapping, int]:
+    ) -> tuple[PortMapping, int]:
         if self._closed:
             raise RuntimeError("this PmpMapper is closed")
         if not 1 <= internal_port <= 65535:
             raise ValueError(f"internal port must be 1..65535, not {internal_port}")
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         await self.client.open()
         client_ip, third_party = self._who(internal_client)
         wanted = internal_port if external_port is None else external_port
@@ -180,10 +180,10 @@ class PmpMapper:
             client_ip=None if third_party else client_ip,
             third_party=third_party,
             prefer_failure=strict,
-            timeout=BACKGROUND_TIMEOUT if background else self.timeout,
+            request_timeout=BACKGROUND_TIMEOUT if background else self.request_timeout,
             background=background,
         )
-        mapping = Mapping(
+        mapping = PortMapping(
             external_ip=grant.external_ip,
             external_port=grant.external_port,
             internal_client=client_ip,
@@ -205,14 +205,14 @@ class PmpMapper:
     async def map_port(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
         strict: bool = False,
-    ) -> Mapping:
+    ) -> PortMapping:
         """Map once (not renewed: it ends with its lifetime); see :meth:`PortMapper.map_port`.
 
         ``lease`` 0 asks for :data:`PERMANENT_LIFETIME` (these protocols have no
@@ -233,9 +233,9 @@ class PmpMapper:
     async def keep(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -266,14 +266,14 @@ class PmpMapper:
         return kept
 
     @staticmethod
-    def _same(a: Mapping, b: Mapping) -> bool:
+    def _same(a: PortMapping, b: PortMapping) -> bool:
         return (a.protocol, a.internal_client, a.internal_port) == (
             b.protocol,
             b.internal_client,
             b.internal_port,
         )
 
-    async def refresh(self, kept: Kept[Mapping], action: Action) -> Outcome[Mapping]:
+    async def refresh(self, kept: Kept[PortMapping], action: Action) -> Outcome[PortMapping]:
         """Renew (a check is a renewal too: one datagram each way) with the same nonce."""
         del action
         m = kept.current
@@ -302,7 +302,7 @@ class PmpMapper:
             )
         return Outcome(replace(mapping, wanted_port=m.wanted_port), granted, recreated=recreated)
 
-    async def remove(self, subject: Mapping, *, verify: bool = False) -> None:
+    async def remove(self, subject: PortMapping, *, verify: bool = False) -> None:
         """Delete one of our mappings (lifetime 0, same nonce); a mapping the gateway
         says is not ours (NOT_AUTHORIZED: another nonce) is left alone."""
         self._seen.pop(_key(subject), None)
@@ -315,7 +315,7 @@ class PmpMapper:
                 nonce=self._nonce(client_ip, subject.protocol, subject.internal_port),
                 client_ip=None if third_party else client_ip,
                 third_party=third_party,
-                timeout=self.timeout,
+                request_timeout=self.request_timeout,
             )
         except PmpNotAuthorized:
             if not verify:
@@ -324,13 +324,13 @@ class PmpMapper:
     async def delete(
         self,
         internal_port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         internal_client: str | None = None,
     ) -> None:
         """Delete the mapping of ``internal_port`` made by aioigd (this or another
         process) for ``internal_client`` (default: this host)."""
-        proto = Protocol.parse(protocol)
+        proto = Transport.parse(protocol)
         await self.client.open()
         client_ip, third_party = self._who(internal_client)
         await self.client.map(
@@ -340,7 +340,7 @@ class PmpMapper:
             nonce=self._nonce(client_ip, proto, internal_port),
             client_ip=None if third_party else client_ip,
             third_party=third_party,
-            timeout=self.timeout,
+            request_timeout=self.request_timeout,
         )
 
     async def reconnect(self) -> bool:
@@ -353,30 +353,31 @@ class PmpMapper:
         """The mappings being kept, in creation order."""
         return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
 
-    def active(self) -> list[Mapping]:
+    def active(self) -> list[PortMapping]:
         """The kept mappings' current values."""
         return [k.current for k in self._keeper.kept()]
 
-    def events(self) -> EventIterator[Event[Mapping]]:
+    def events(self) -> EventIterator[Event[PortMapping]]:
         """Events of every mapping kept from now on, until :meth:`close`."""
         return self._hub.subscribe()
 
     async def release(
-        self, mapping: Kept[Mapping] | Mapping, *, timeout: float = CLEANUP_TIMEOUT
+        self, mapping: Kept[PortMapping] | PortMapping, *, cleanup_timeout: float = CLEANUP_TIMEOUT
     ) -> None:
-        """Stop keeping ``mapping`` and delete it (within ``timeout`` seconds)."""
+        """Stop keeping ``mapping`` and delete it (within ``cleanup_timeout`` seconds)."""
+        bound = cleanup_timeout
         if isinstance(mapping, Kept):
-            leftover = await self._keeper.release(mapping, timeout=timeout)
+            leftover = await self._keeper.release(mapping, cleanup_timeout=bound)
         else:
             kept = next((k for k in self._keeper.kept() if self._same(k.current, mapping)), None)
             if kept is not None:
-                leftover = await self._keeper.release(kept, timeout=timeout)
+                leftover = await self._keeper.release(kept, cleanup_timeout=bound)
             else:
-                leftover = await self._keeper.delete(mapping, timeout=timeout, verify=True)
+                leftover = await self._keeper.delete(mapping, cleanup_timeout=bound, verify=True)
         if leftover is not None:
             raise leftover.error
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping]]:
+    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
         """Stop keeping; delete every kept mapping unless ``release=False``.
 
         Never raises for a gateway that is gone: what could not be deleted is returned.
@@ -393,9 +394,9 @@ class PmpMapper:
     async def mapped(
         self,
         internal_port: int,
-        external_port: int | None = None,
-        protocol: Protocol | str = Protocol.TCP,
         *,
+        external_port: int | None = None,
+        protocol: TransportLike = Transport.TCP,
         lease: int = DEFAULT_LEASE,
         description: str = DEFAULT_DESCRIPTION,
         internal_client: str | None = None,
@@ -404,8 +405,8 @@ class PmpMapper:
         """Map on enter, keep alive inside, delete on exit, error or cancellation."""
         kept = await self.keep(
             internal_port,
-            external_port,
-            protocol,
+            external_port=external_port,
+            protocol=protocol,
             lease=lease,
             description=description,
             internal_client=internal_client,

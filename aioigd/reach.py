@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from .firewall import DEFAULT_PINHOLE_LEASE, FirewallControl, KeptPinhole
 from .gateway import Gateway
 from .keeper import Leftover
 from .mapper import KeptMapping
-from .models import Mapping, Pinhole, Protocol
+from .models import Pinhole, PortMapping, Transport, TransportLike
 from .multilayer import LayeredMapping, MultiLayerMapper
 from .netutil import default_gateways_v6
 from .pmp import PcpClient
@@ -34,14 +34,17 @@ class Reachability:
     """What :class:`ReachablePort` achieved, per address family.
 
     ``ipv6`` is a WANIPv6FirewallControl :class:`Pinhole`, or — where that service
-    is missing and PCP answers — a PCP :class:`Mapping` of the IPv6 address
+    is missing and PCP answers — a PCP :class:`PortMapping` of the IPv6 address
     (``mechanism`` ``"pcp"``; PCP MAP on IPv6 opens the firewall for it).
     """
 
     ipv4: LayeredMapping | None = None
-    ipv6: Pinhole | Mapping | None = None
+    ipv6: Pinhole | PortMapping | None = None
     ipv4_error: str | None = None
     ipv6_error: str | None = None
+    #: The exceptions behind ``ipv4_error`` / ``ipv6_error`` (for their type and code).
+    ipv4_exception: BaseException | None = field(default=None, compare=False, repr=False)
+    ipv6_exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the multi-layer result's keys plus ``ipv6`` (or ``*_error``)."""
@@ -67,11 +70,12 @@ class ReachablePort:
     def __init__(
         self,
         port: int,
-        protocol: Protocol | str = Protocol.TCP,
+        protocol: TransportLike = Transport.TCP,
         *,
         ipv4: bool = True,
         ipv6: bool = True,
         layers: Literal["auto"] | int = "auto",
+        external_port: int | None = None,
         lease: int = 3600,
         description: str = "aioigd",
         via: list[str | None] | None = None,
@@ -80,15 +84,15 @@ class ReachablePort:
         ipv6_search: SearchOptions | None = None,
         ipv6_gateway: str | None = None,
         ipv6_client: str | None = None,
-        timeout: float = 2.0,
+        search_timeout: float = 2.0,
         http_timeout: float = 5.0,
         protocols: Sequence[MappingProtocol] | str = DEFAULT_PROTOCOLS,
     ) -> None:
         self.port = port
         self.protocols = parse_protocols(protocols)
-        self.protocol = Protocol.parse(protocol)
+        self.protocol = Transport.parse(protocol)
         self.ipv6_search = ipv6_search or SearchOptions(
-            ipv4=False, ipv6=True, timeout=timeout, http_timeout=http_timeout
+            ipv4=False, ipv6=True, timeout=search_timeout, http_timeout=http_timeout
         )
         self.ipv6_gateway = ipv6_gateway
         self.ipv6_client = ipv6_client
@@ -100,30 +104,31 @@ class ReachablePort:
             port,
             self.protocol,
             layers=layers,
+            external_port=external_port,
             lease=lease,
             description=description,
             via=via or (),
             probe_target=probe_target,
             search=search,
-            timeout=timeout,
+            search_timeout=search_timeout,
             http_timeout=http_timeout,
             protocols=self.protocols,
         )
-        self.timeout = timeout
+        self.search_timeout = search_timeout
         self._gateway6: Gateway | None = None
         self._pcp6: PmpMapper | None = None
         self._firewall: FirewallControl | None = None
         #: The kept IPv6 pinhole (or PCP IPv6 mapping) once opened.
         self.pinhole: KeptPinhole | KeptMapping | None = None
 
-    async def _open_ipv6(self) -> Pinhole | Mapping:
+    async def _open_ipv6(self) -> Pinhole | PortMapping:
         lease = min(max(self.lease, 1), 86400) if self.lease else DEFAULT_PINHOLE_LEASE
         gw: Gateway | None = None
         try:
             if "upnp" not in self.protocols:
                 raise IGDError("UPnP is not among the protocols")
             if self.ipv6_gateway:
-                gw = await Gateway.from_location(self.ipv6_gateway, timeout=self.http_timeout)
+                gw = await Gateway.from_location(self.ipv6_gateway, http_timeout=self.http_timeout)
             else:
                 gw = await discover(self.ipv6_search)
             self._gateway6 = gw
@@ -136,9 +141,13 @@ class ReachablePort:
                 raise
             upnp_error = exc
         try:
-            self._pcp6 = PmpMapper(PcpClient(host), timeout=self.timeout)
+            self._pcp6 = PmpMapper(PcpClient(host), request_timeout=self.search_timeout)
             self.pinhole = await self._pcp6.keep(
-                self.port, self.port, self.protocol, lease=lease, internal_client=self.ipv6_client
+                self.port,
+                external_port=self.port,
+                protocol=self.protocol,
+                lease=lease,
+                internal_client=self.ipv6_client,
             )
         except IGDError as exc:
             raise IGDError(f"UPnP: {upnp_error}; PCP at {host}: {exc}") from exc
@@ -178,17 +187,21 @@ class ReachablePort:
                 raise result
         return Reachability(
             ipv4=v4 if isinstance(v4, LayeredMapping) else None,
-            ipv6=v6 if isinstance(v6, Pinhole | Mapping) else None,
+            ipv6=v6 if isinstance(v6, Pinhole | PortMapping) else None,
             ipv4_error=str(v4) if isinstance(v4, BaseException) else None,
             ipv6_error=str(v6) if isinstance(v6, BaseException) else None,
+            ipv4_exception=v4 if isinstance(v4, BaseException) else None,
+            ipv6_exception=v6 if isinstance(v6, BaseException) else None,
         )
 
-    async def close(self, *, release: bool = True) -> list[Leftover[Mapping] | Leftover[Pinhole]]:
+    async def close(
+        self, *, release: bool = True
+    ) -> list[Leftover[PortMapping] | Leftover[Pinhole]]:
         """Stop renewing; remove both parts unless ``release=False``.
 
         Returns what could not be removed, with the reason.
         """
-        failed: list[Leftover[Mapping] | Leftover[Pinhole]] = []
+        failed: list[Leftover[PortMapping] | Leftover[Pinhole]] = []
         failed += await self.mapper.close(release=release)
         if self._firewall is not None:
             failed += await self._firewall.close(release=release)

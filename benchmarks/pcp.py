@@ -45,6 +45,7 @@ _ONE_ROUTER = textwrap.dedent(
     from aioigd.pmp import PcpClient
     from aioigd.pmpmapper import PmpMapper
     from aioigd.proto import pcp
+    from aioigd.models import Transport
 
     LOCATION, HOST, RUNS = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
@@ -59,9 +60,9 @@ _ONE_ROUTER = textwrap.dedent(
         me = raw.getsockname()[0]
         announce = pcp.encode_announce(me)
         nonce = b"benchmark-01"
-        add = pcp.encode_map(nonce=nonce, protocol=pcp.Protocol.TCP, internal_port=47002,
+        add = pcp.encode_map(nonce=nonce, protocol=Transport.TCP, internal_port=47002,
                              lifetime=600, client_ip=me, suggested_port=47002)
-        delete = pcp.encode_map(nonce=nonce, protocol=pcp.Protocol.TCP, internal_port=47002,
+        delete = pcp.encode_map(nonce=nonce, protocol=Transport.TCP, internal_port=47002,
                                 lifetime=0, client_ip=me)
         for _ in range(5):  # warm up: connections, sockets, code paths
             await upnp.release(await upnp.map_port(47000))

@@ -94,7 +94,12 @@ async def fig_mapdel(a: argparse.Namespace) -> None:
         for _ in range(a.n):
             t0 = now()
             await gw.add_port_mapping(
-                a.port, "TCP", a.port, client, description=BENCH_DESCRIPTION, lease=3600
+                a.port,
+                protocol="TCP",
+                internal_port=a.port,
+                internal_client=client,
+                description=BENCH_DESCRIPTION,
+                lease=3600,
             )
             await gw.get_specific_port_mapping_entry(a.port, "TCP")
             t1 = now()
@@ -116,7 +121,12 @@ async def fig_bulk(a: argparse.Namespace) -> None:
         t0 = now()
         for port in ports:
             await gw.add_port_mapping(
-                port, "TCP", port, client, description=BENCH_DESCRIPTION, lease=3600
+                port,
+                protocol="TCP",
+                internal_port=port,
+                internal_client=client,
+                description=BENCH_DESCRIPTION,
+                lease=3600,
             )
         t1 = now()
         for port in ports:

@@ -44,7 +44,7 @@ BREAKS = {
 async def test_whatever_fails_after_the_add_nothing_is_left_behind(
     fake: FakeIGD, name: str
 ) -> None:
-    gw = await Gateway.from_location(fake.location, timeout=0.5)
+    gw = await Gateway.from_location(fake.location, http_timeout=0.5)
     async with gw, PortMapper(gw) as pm:
         await pm.table()  # the listing is not what is being broken
         fake.quirks = BREAKS[name]
@@ -58,7 +58,7 @@ async def test_whatever_fails_after_the_add_nothing_is_left_behind(
 
 
 async def test_cleanup_never_deletes_another_hosts_entry(fake: FakeIGD) -> None:
-    gw = await Gateway.from_location(fake.location, timeout=0.5)
+    gw = await Gateway.from_location(fake.location, http_timeout=0.5)
     async with gw, PortMapper(gw) as pm:
         await pm.table()
         fake.quirks = Quirks(garbage_after=frozenset({"AddPortMapping"}))
@@ -143,7 +143,9 @@ def test_cli_list_prints_the_good_entries_and_a_note(threaded_fake: FakeIGD) -> 
     threaded_fake.mappings[("TCP", 7002)] = _entry(7002, BAD_CLIENT)
     code, out, err = run_cli("list", "--gateway", threaded_fake.location, "--json")
     assert code == ExitCode.OK, err
-    assert [json.loads(line)["external_port"] for line in out.splitlines()] == [7001]
+    listed = json.loads(out)
+    assert [e["external_port"] for e in listed["port_mappings"]] == [7001]
+    assert listed["skipped_entries"] == 1
     assert err.count("skipped a malformed entry") == 1 and "not valid" in err
 
 
@@ -236,7 +238,7 @@ async def test_one_wan_connection_is_not_probed(fake: FakeIGD) -> None:
 
 async def test_a_reset_request_is_sent_again_within_the_timeout(fake: FakeIGD) -> None:
     """Issue 10: under loss one request failing made the whole map fail (and leak)."""
-    gw = await Gateway.from_location(fake.location, timeout=2.0)
+    gw = await Gateway.from_location(fake.location, http_timeout=2.0)
     async with gw, PortMapper(gw) as pm:
         await pm.table()
         for lost in ("AddPortMapping", "GetSpecificPortMappingEntry", "GetExternalIPAddress"):
@@ -254,16 +256,18 @@ async def test_a_reset_request_is_sent_again_within_the_timeout(fake: FakeIGD) -
 
 async def test_add_any_port_mapping_is_never_sent_twice() -> None:
     async with FakeIGD(version=2) as fake:
-        gw = await Gateway.from_location(fake.location, timeout=2.0)
+        gw = await Gateway.from_location(fake.location, http_timeout=2.0)
         async with gw:
             fake.quirks.lose_requests = 1
             with pytest.raises(IGDError):
-                await gw.add_any_port_mapping(5000, "TCP", 5000, ME)
+                await gw.add_any_port_mapping(
+                    5000, protocol="TCP", internal_port=5000, internal_client=ME
+                )
             assert fake.actions() == ["AddAnyPortMapping"]
 
 
 async def test_a_request_reset_twice_fails_within_the_timeout(fake: FakeIGD) -> None:
-    gw = await Gateway.from_location(fake.location, timeout=1.0)
+    gw = await Gateway.from_location(fake.location, http_timeout=1.0)
     async with gw:
         fake.quirks.lose_requests = 2
         loop = asyncio.get_running_loop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -154,7 +155,7 @@ async def test_managed_pinhole_renews_and_is_re_added_after_loss(
 
 async def test_close_reports_what_it_could_not_delete(fake6: FakeIGD) -> None:
     async with await aioigd.Gateway.from_location(fake6.location) as gw:
-        fc = FirewallControl.from_gateway(gw, timeout=1.0)
+        fc = FirewallControl.from_gateway(gw, http_timeout=1.0)
         kept = await fc.keep_pinhole(8000, lease=60)
         await fc.open_pinhole(8001, lease=60)  # one-shot: not deleted by close
         fake6.quirks.fail_actions = {"DeletePinhole": 501}
@@ -333,3 +334,13 @@ async def test_wildcards_the_gateway_refuses_are_typed(
         )
     assert isinstance(err.value, aioigd.UPnPError)
     assert err.value.action == "AddPinhole"
+
+
+async def test_fault_is_in_the_traffic_log(
+    fake6: FakeIGD, fc: FirewallControl, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="aioigd.traffic")
+    with pytest.raises(NoSuchPinhole):
+        await fc.delete_pinhole(4242)
+    faults = [r.getMessage() for r in caplog.records if "fault:" in r.getMessage()]
+    assert len(faults) == 1 and "DeletePinhole: UPnP error 704" in faults[0]

@@ -13,9 +13,9 @@ from aioigd import (
     NATRSIPStatus,
     NoSuchEntryInArray,
     PortMappingEntry,
-    Protocol,
     SpecifiedArrayIndexInvalid,
     StatusInfo,
+    Transport,
 )
 from aioigd.errors import (
     ConflictInMappingEntry,
@@ -84,9 +84,21 @@ async def test_info_actions_are_typed(any_fake: FakeIGD) -> None:
 async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
     async with await Gateway.from_location(any_fake.location) as gw:
         await gw.add_port_mapping(
-            8080, Protocol.TCP, 80, "192.168.1.10", description="web", lease=300
+            8080,
+            protocol=Transport.TCP,
+            internal_port=80,
+            internal_client="192.168.1.10",
+            description="web",
+            lease=300,
         )
-        await gw.add_port_mapping(5353, "udp", 5353, "192.168.1.11", description="mdns", lease=0)
+        await gw.add_port_mapping(
+            5353,
+            protocol="udp",
+            internal_port=5353,
+            internal_client="192.168.1.11",
+            description="mdns",
+            lease=0,
+        )
         sent = any_fake.requests[-1].args
         assert sent["NewProtocol"] == "UDP"
         assert sent["NewLeaseDuration"] == "0"
@@ -96,7 +108,7 @@ async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
         entry = await gw.get_specific_port_mapping_entry(8080, "TCP")
         assert isinstance(entry, PortMappingEntry)
         assert entry.external_port == 8080
-        assert entry.protocol is Protocol.TCP
+        assert entry.protocol is Transport.TCP
         assert entry.internal_port == 80
         assert entry.internal_client == "192.168.1.10"
         assert entry.description == "web"
@@ -108,8 +120,8 @@ async def test_add_get_delete_port_mapping(any_fake: FakeIGD) -> None:
         second = await gw.get_generic_port_mapping_entry(1)
         assert first is not None and second is not None
         assert {(first.protocol, first.external_port), (second.protocol, second.external_port)} == {
-            (Protocol.TCP, 8080),
-            (Protocol.UDP, 5353),
+            (Transport.TCP, 8080),
+            (Transport.UDP, 5353),
         }
         with pytest.raises(SpecifiedArrayIndexInvalid) as info:
             await gw.get_generic_port_mapping_entry(2)
@@ -129,11 +141,15 @@ async def test_add_conflict_is_typed(any_fake: FakeIGD) -> None:
     _put(any_fake, 9000, "192.168.1.99")
     async with await Gateway.from_location(any_fake.location) as gw:
         with pytest.raises(ConflictInMappingEntry) as info:
-            await gw.add_port_mapping(9000, "TCP", 9000, "192.168.1.10")
+            await gw.add_port_mapping(
+                9000, protocol="TCP", internal_port=9000, internal_client="192.168.1.10"
+            )
         assert info.value.code == 718
         assert info.value.service_type == any_fake.service_type
         with pytest.raises(WildCardNotPermittedInExtPort):
-            await gw.add_port_mapping(0, "TCP", 9000, "192.168.1.10")
+            await gw.add_port_mapping(
+                0, protocol="TCP", internal_port=9000, internal_client="192.168.1.10"
+            )
 
 
 async def test_port_mappings_lists_everything(any_fake: FakeIGD) -> None:
@@ -207,7 +223,9 @@ async def test_get_list_of_port_mappings_v2(fake_igd: FakeIGD) -> None:
 async def test_add_any_port_mapping_v2(fake_igd: FakeIGD) -> None:
     _put(fake_igd, 7000, "192.168.1.99")
     async with await Gateway.from_location(fake_igd.location) as gw:
-        port = await gw.add_any_port_mapping(7000, "TCP", 7000, "192.168.1.10", lease=60)
+        port = await gw.add_any_port_mapping(
+            7000, protocol="TCP", internal_port=7000, internal_client="192.168.1.10", lease=60
+        )
         assert port != 7000
         assert isinstance(port, int)
         assert fake_igd.mappings[("TCP", port)].internal_client == "192.168.1.10"
@@ -244,7 +262,9 @@ async def test_v2_only_actions_on_v1_send_nothing(ppp: bool) -> None:
     async with FakeIGD("127.0.0.1", version=1, ppp=ppp) as fake:
         async with await Gateway.from_location(fake.location) as gw:
             with pytest.raises(ActionNotSupported):
-                await gw.add_any_port_mapping(1234, "TCP", 1234, "192.168.1.2")
+                await gw.add_any_port_mapping(
+                    1234, protocol="TCP", internal_port=1234, internal_client="192.168.1.2"
+                )
             with pytest.raises(ActionNotSupported):
                 await gw.delete_port_mapping_range(1, 350, "TCP")
             with pytest.raises(ActionNotSupported):
@@ -258,13 +278,21 @@ async def test_v2_only_actions_on_v1_send_nothing(ppp: bool) -> None:
 async def test_argument_validation_sends_nothing(fake_igd: FakeIGD) -> None:
     async with await Gateway.from_location(fake_igd.location) as gw:
         with pytest.raises(ValueError):
-            await gw.add_port_mapping(70000, "TCP", 1, "192.168.1.2")
+            await gw.add_port_mapping(
+                70000, protocol="TCP", internal_port=1, internal_client="192.168.1.2"
+            )
         with pytest.raises(ValueError):
-            await gw.add_port_mapping(1, "SCTP", 1, "192.168.1.2")
+            await gw.add_port_mapping(
+                1, protocol="SCTP", internal_port=1, internal_client="192.168.1.2"
+            )
         with pytest.raises(ValueError):
-            await gw.add_port_mapping(1, "TCP", 0, "192.168.1.2")
+            await gw.add_port_mapping(
+                1, protocol="TCP", internal_port=0, internal_client="192.168.1.2"
+            )
         with pytest.raises(ValueError):
-            await gw.add_port_mapping(1, "TCP", 1, "192.168.1.2", lease=-1)
+            await gw.add_port_mapping(
+                1, protocol="TCP", internal_port=1, internal_client="192.168.1.2", lease=-1
+            )
         with pytest.raises(ValueError):
             await gw.get_generic_port_mapping_entry(-1)
         with pytest.raises(ValueError):
@@ -294,9 +322,42 @@ async def test_gateway_is_a_pure_action_client(fake_igd: FakeIGD) -> None:
     for gone in ("map_port", "mapped", "release", "mapper"):
         assert not hasattr(gw, gone), gone
     async with gw:
-        await gw.add_port_mapping(4200, "TCP", 4200, "192.168.1.2")
+        await gw.add_port_mapping(
+            4200, protocol="TCP", internal_port=4200, internal_client="192.168.1.2"
+        )
     assert ("TCP", 4200) in fake_igd.mappings
     assert "DeletePortMapping" not in fake_igd.actions()
     assert await gw.close() is None  # type: ignore[func-returns-value]
     with pytest.raises(TypeError):
         await gw.close(release=False)  # type: ignore[call-arg]
+
+
+async def test_traffic_counters(fake_igd: FakeIGD) -> None:
+    """WANCommonInterfaceConfig's totals (upnpc -s); a missing optional one is None."""
+    import aioigd
+
+    async with await Gateway.from_location(fake_igd.location) as gw:
+        assert gw.common_interface is not None
+        counters = await gw.get_traffic_counters()
+        assert counters == aioigd.TrafficCounters(123456789, 987654321, 1234, 5678)
+        del fake_igd.traffic["PacketsReceived"]
+        assert (await gw.get_traffic_counters()).packets_received is None
+        fake_igd.traffic["BytesSent"] = 2**32  # not a ui4: the gateway is lying
+        with pytest.raises(aioigd.RemoteProtocolError):
+            await gw.get_traffic_counters()
+    sent = [r.action for r in fake_igd.requests if r.path == "/ctl/CmnIfCfg"]
+    assert sent[:4] == [
+        "GetTotalBytesSent",
+        "GetTotalBytesReceived",
+        "GetTotalPacketsSent",
+        "GetTotalPacketsReceived",
+    ]
+
+
+async def test_traffic_counters_without_the_service(fake_igd: FakeIGD) -> None:
+    import aioigd
+
+    async with await Gateway.from_location(fake_igd.location) as gw:
+        gw.common_interface = None
+        with pytest.raises(aioigd.ActionNotSupported, match="WANCommonInterfaceConfig"):
+            await gw.get_traffic_counters()

@@ -54,7 +54,7 @@ async def _raises(coro: Awaitable[Any], expected: Any, *, guard: float = GUARD) 
 async def gw_and_fake() -> AsyncIterator[tuple[Gateway, FakeIGD]]:
     """A gateway with a short timeout; set quirks on the fake after the description."""
     async with FakeIGD("127.0.0.1") as fake:
-        gw = await Gateway.from_location(fake.location, timeout=TIMEOUT)
+        gw = await Gateway.from_location(fake.location, http_timeout=TIMEOUT)
         try:
             yield gw, fake
         finally:
@@ -75,12 +75,12 @@ async def test_hanging_action_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) ->
 
 async def test_hanging_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(hang_actions=frozenset({"GET"}))) as fake:
-        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError)
+        await _raises(Gateway.from_location(fake.location, http_timeout=TIMEOUT), IGDTimeoutError)
 
 
 async def test_trickled_description_times_out() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(trickle=0.2)) as fake:
-        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), IGDTimeoutError)
+        await _raises(Gateway.from_location(fake.location, http_timeout=TIMEOUT), IGDTimeoutError)
 
 
 async def test_trickled_soap_reply_times_out(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
@@ -104,7 +104,7 @@ async def test_short_body(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
 async def test_short_body_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(short_body=True)) as fake:
         await _raises(
-            Gateway.from_location(fake.location, timeout=TIMEOUT),
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
 
@@ -118,7 +118,7 @@ async def test_garbage_http(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
 async def test_garbage_http_description() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(garbage_http=True)) as fake:
         await _raises(
-            Gateway.from_location(fake.location, timeout=TIMEOUT),
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT),
             (RemoteProtocolError, IGDConnectionError),
         )
 
@@ -135,10 +135,10 @@ async def test_redirect_to_another_host_is_refused(stage: str) -> None:
         if stage == "description":
             fake.quirks.redirect_to = other.location
             exc = await _raises(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT), RemoteProtocolError
             )
         else:
-            async with await Gateway.from_location(fake.location, timeout=TIMEOUT) as gw:
+            async with await Gateway.from_location(fake.location, http_timeout=TIMEOUT) as gw:
                 fake.quirks.redirect_to = f"http://127.0.0.9:{other.http_port}{other.control_path}"
                 exc = await _raises(gw.get_external_ip_address(), RemoteProtocolError)
         assert "redirect" in str(exc)
@@ -174,7 +174,9 @@ async def test_huge_description_is_refused() -> None:
     async with FakeIGD("127.0.0.1", quirks=Quirks(huge_body=200_000_000)) as fake:
         tracemalloc.start()
         try:
-            await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), ResponseTooLarge)
+            await _raises(
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT), ResponseTooLarge
+            )
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -186,7 +188,7 @@ async def test_oversized_chunked_body_without_length_is_capped() -> None:
     big = b"<root>" + b"x" * (3 << 20) + b"</root>"
     q = Quirks(chunked=True, description_body=big)
     async with FakeIGD("127.0.0.1", quirks=q) as fake:
-        await _raises(Gateway.from_location(fake.location, timeout=5.0), ResponseTooLarge)
+        await _raises(Gateway.from_location(fake.location, http_timeout=5.0), ResponseTooLarge)
 
 
 # -- hostile descriptions ---------------------------------------------------------------
@@ -246,7 +248,9 @@ async def test_hostile_description(body: bytes) -> None:
         tracemalloc.start()
         try:
             exc = await _raises(
-                Gateway.from_location(fake.location, timeout=TIMEOUT), IGDError, guard=CPU_GUARD
+                Gateway.from_location(fake.location, http_timeout=TIMEOUT),
+                IGDError,
+                guard=CPU_GUARD,
             )
             _, peak = tracemalloc.get_traced_memory()
         finally:
@@ -268,7 +272,9 @@ async def test_description_with_foreign_control_url_is_refused() -> None:
             fake.control_path.encode(), b"http://127.0.0.9:80" + fake.control_path.encode()
         )
         fake.quirks.description_body = desc
-        await _raises(Gateway.from_location(fake.location, timeout=TIMEOUT), RemoteProtocolError)
+        await _raises(
+            Gateway.from_location(fake.location, http_timeout=TIMEOUT), RemoteProtocolError
+        )
 
 
 # -- hostile SOAP replies ---------------------------------------------------------------
@@ -328,7 +334,7 @@ async def test_external_ip_lies(gw_and_fake: tuple[Gateway, FakeIGD], value: str
 
 async def test_endless_entries_terminates() -> None:
     async with FakeIGD("127.0.0.1", version=1, quirks=Quirks(endless_entries=True)) as fake:
-        async with await Gateway.from_location(fake.location, timeout=TIMEOUT) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=TIMEOUT) as gw:
             entries = await asyncio.wait_for(gw.port_mappings(), 20)
         assert entries == []
         asked = fake.actions().count("GetGenericPortMappingEntry")
@@ -338,7 +344,9 @@ async def test_endless_entries_terminates() -> None:
 async def test_fail_actions_add_port_mapping(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
-    exc = await _raises(gw.add_port_mapping(6000, "TCP", 6000, "192.168.1.5"), ActionFailed)
+    exc = await _raises(gw.add_port_mapping(
+            6000, protocol="TCP", internal_port=6000, internal_client="192.168.1.5"
+        ), ActionFailed)
     assert isinstance(exc, UPnPError)
     assert exc.code == 501
     assert exc.action == "AddPortMapping"

@@ -243,7 +243,7 @@ async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> No
             7000,
             via=[low.location, f"{high.host}:{high.ssdp_port}"],
             probe_target=None,
-            timeout=1.0,
+            search_timeout=1.0,
             lease=2,
             rediscovery=rediscovery(low),
         )

@@ -19,12 +19,12 @@ from aioigd import (
     Gateway,
     IGDConnectionError,
     IGDError,
-    Mapping,
     MappingFailed,
     MappingRefused,
     PortInUse,
     PortMapper,
-    Protocol,
+    PortMapping,
+    Transport,
 )
 from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.keeper import Leftover
@@ -72,7 +72,7 @@ async def fake(request: pytest.FixtureRequest) -> AsyncIterator[FakeIGD]:
 
 @pytest.fixture
 async def gw(fake: FakeIGD) -> AsyncIterator[Gateway]:
-    gateway = await Gateway.from_location(fake.location, timeout=2.0)
+    gateway = await Gateway.from_location(fake.location, http_timeout=2.0)
     fake.requests.clear()
     try:
         yield gateway
@@ -102,12 +102,12 @@ async def test_first_map_minimal_round_trips(fake: FakeIGD, pm: PortMapper) -> N
     rest = [a for a in actions if a != "GetExternalIPAddress"]
     assert rest[-2:] == ["AddPortMapping", "GetSpecificPortMappingEntry"]
 
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, PortMapping)
     assert mapping.external_ip == "203.0.113.7"
     assert mapping.external_port == 5000
     assert mapping.internal_port == 5000
     assert mapping.internal_client == ME
-    assert mapping.protocol is Protocol.TCP
+    assert mapping.protocol is Transport.TCP
     assert 0 < mapping.lease <= 600
     assert mapping.description == "aioigd"
     assert mapping.gateway == fake.location
@@ -140,7 +140,7 @@ async def test_keep_takes_the_same_round_trips_and_reads_like_its_mapping(
     assert isinstance(kept, KeptMapping)
     assert kept.state is State.ACTIVE
     mapping = kept.current
-    assert isinstance(mapping, Mapping)
+    assert isinstance(mapping, PortMapping)
     assert kept != mapping  # a kept mapping is not a value: compare kept.current
     for name in (
         "external_ip",
@@ -170,12 +170,12 @@ async def test_second_map_does_not_enumerate_again(fake: FakeIGD, pm: PortMapper
     # Two requests: the table is cached, and so is the external IP (EXTERNAL_IP_TTL).
     assert fake.actions() == ["AddPortMapping", "GetSpecificPortMappingEntry"]
     assert second.external_ip == "203.0.113.7"
-    assert second.protocol is Protocol.UDP
+    assert second.protocol is Transport.UDP
     assert ("UDP", 5001) in fake.mappings
 
 
 async def test_external_port_differs_from_internal(fake: FakeIGD, pm: PortMapper) -> None:
-    mapping = await pm.map_port(22, 2222)
+    mapping = await pm.map_port(22, external_port=2222)
     assert (mapping.external_port, mapping.internal_port) == (2222, 22)
     assert fake.mappings[("TCP", 2222)].internal_port == 22
 
@@ -231,7 +231,7 @@ async def test_conflict_718_unknown_to_cache_retries_another_port(
 
     # The conflict is remembered: asking again does not try 6000 again.
     fake.requests.clear()
-    again = await pm.map_port(6001, 6000, description="second")
+    again = await pm.map_port(6001, external_port=6000, description="second")
     assert again.external_port != 6000
     adds = [r.args["NewExternalPort"] for r in fake.requests if r.action == "AddPortMapping"]
     assert "6000" not in adds
@@ -319,8 +319,8 @@ async def test_a_second_external_port_for_the_same_internal_port_keeps_the_first
     fake: FakeIGD, pm: PortMapper
 ) -> None:
     """Issue 10: only the entry on the wanted external port may be replaced by default."""
-    first = await pm.map_port(5000, 7000)
-    second = await pm.map_port(5000, 7001)
+    first = await pm.map_port(5000, external_port=7000)
+    second = await pm.map_port(5000, external_port=7001)
     assert "DeletePortMapping" not in fake.actions()
     assert {first.external_port, second.external_port} == {7000, 7001}
     assert all(("TCP", p) in fake.mappings for p in (7000, 7001))
@@ -624,7 +624,7 @@ async def test_close_twice_is_harmless(fake: FakeIGD) -> None:
 async def test_close_with_gateway_gone_returns_failures() -> None:
     fake = FakeIGD("127.0.0.1")
     await fake.start()
-    gw = await Gateway.from_location(fake.location, timeout=1.0)
+    gw = await Gateway.from_location(fake.location, http_timeout=1.0)
     pm = PortMapper(gw, own_gateway=True)
     try:
         first = await pm.keep(5000)
@@ -647,7 +647,7 @@ async def test_close_with_gateway_gone_returns_failures() -> None:
 
 async def test_close_with_gateway_hanging_returns_failures() -> None:
     async with FakeIGD("127.0.0.1") as fake:
-        gw = await Gateway.from_location(fake.location, timeout=10.0)
+        gw = await Gateway.from_location(fake.location, http_timeout=10.0)
         pm = PortMapper(gw, own_gateway=True)
         try:
             await pm.keep(5000)
@@ -669,7 +669,7 @@ async def _cancel_once(host: str, version: int, cancel_after: float) -> list[str
     """Start keep() against a slow fake, cancel it after ``cancel_after`` s; return the
     actions the fake saw. Fails if anything of ours is left in the fake's table."""
     async with FakeIGD(host, version=version) as fake:
-        async with await Gateway.from_location(fake.location, timeout=5.0) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=5.0) as gw:
             async with PortMapper(gw) as pm:
                 fake.quirks.delay = 0.3
                 fake.requests.clear()
@@ -713,7 +713,7 @@ async def test_cancel_map_port_mid_flight_leaves_nothing(version: int) -> None:
 async def test_cancel_during_stale_removal_leaves_nothing() -> None:
     async with FakeIGD("127.0.0.1") as fake:
         _put(fake, 7000, ME, internal_port=5000, desc="aioigd")  # our leftover
-        async with await Gateway.from_location(fake.location, timeout=5.0) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=5.0) as gw:
             pm = PortMapper(gw)
             fake.quirks.delay = 0.3
             # 0-0.3 IP + table size probe, 0.3-0.6 listings, 0.6-0.9 add, 0.9-1.2 verify,

@@ -36,7 +36,7 @@ def via(fakes: list[FakeIGD]) -> list[str | None]:
 
 
 def mapper(fakes: list[FakeIGD], **kw: object) -> MultiLayerMapper:
-    return MultiLayerMapper(7000, via=via(fakes), probe_target=None, timeout=1.0, **kw)  # type: ignore[arg-type]
+    return MultiLayerMapper(7000, via=via(fakes), probe_target=None, search_timeout=1.0, **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ async def test_cancellation_mid_climb_removes_every_layer_made() -> None:
 
 async def test_renewal_re_adds_a_layer_lost_to_a_router_reboot() -> None:
     async with chain("10.0.0.2", "33.0.0.1") as fakes:
-        m = MultiLayerMapper(7000, via=via(fakes), probe_target=None, lease=2, timeout=1.0)
+        m = MultiLayerMapper(7000, via=via(fakes), probe_target=None, lease=2, search_timeout=1.0)
         async with m as result:
             assert len(result.layers) == 2
             events = m.events()

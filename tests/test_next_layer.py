@@ -67,7 +67,7 @@ async def test_hops_unavailable_is_a_typed_partial_result(
     # 10.0.0.2's /24 candidates (10.0.0.1, .254) are refused in loopback-only mode.
     async with FakeIGD("127.0.0.2", external_ip="10.0.0.2") as fake:
         m = MultiLayerMapper(
-            7000, via=[fake.location], probe_target="127.0.0.1", layers=2, timeout=0.5
+            7000, via=[fake.location], probe_target="127.0.0.1", layers=2, search_timeout=0.5
         )
         result = await m.map()
         try:
@@ -109,7 +109,7 @@ async def test_the_next_layer_found_at_the_254_of_the_external_24(
     ):
         # The candidates are probed on the SSDP port; the fake listens on its own.
         monkeypatch.setattr(aioigd.multilayer, "SSDP_PORT", outer.ssdp_port)
-        m = MultiLayerMapper(7000, via=[inner.location], probe_target="127.0.0.1", timeout=0.5)
+        m = MultiLayerMapper(7000, via=[inner.location], probe_target="127.0.0.1", search_timeout=0.5)
         async with m as result:
             assert result.complete and result.stop_reason is None, result.reason
             assert result.public_ip == "33.0.0.44"

@@ -22,13 +22,13 @@ from aioigd.errors import (
     PortInUse,
 )
 from aioigd.lifecycle import State
-from aioigd.models import Protocol
+from aioigd.models import Transport
 from aioigd.multilayer import MultiLayerMapper
 from aioigd.pmp import NatPmpClient, PcpClient, retransmit_delays
 from aioigd.pmpmapper import PmpMapper
 from aioigd.testing import FakeIGD, FakePcpServer, PcpQuirks
 
-TCP = Protocol.TCP
+TCP = Transport.TCP
 NONCE = b"n" * 12
 
 
@@ -78,7 +78,7 @@ async def test_lost_requests_are_sent_again_and_answers_from_elsewhere_ignored()
     quirks = PcpQuirks(drop=2, spoof_first=True, wrong_nonce_first=True, garbage_first=b"\x02")
     async with server(quirks=quirks) as fake, pcp(fake) as client:
         grant = await client.map(
-            TCP, 7000, lifetime=600, nonce=NONCE, suggested_port=7000, timeout=5.0
+            TCP, 7000, lifetime=600, nonce=NONCE, suggested_port=7000, request_timeout=5.0
         )
         assert grant.external_port == 7000
         maps = [r for r in fake.requests if r.opcode == 1]
@@ -89,7 +89,7 @@ async def test_lost_requests_are_sent_again_and_answers_from_elsewhere_ignored()
 async def test_no_answer_is_a_timeout_with_bounded_sends() -> None:
     async with server(quirks=PcpQuirks(drop=1000)) as fake, pcp(fake) as client:
         with pytest.raises(IGDTimeoutError):
-            await client.map(TCP, 7000, lifetime=600, nonce=NONCE, timeout=1.0)
+            await client.map(TCP, 7000, lifetime=600, nonce=NONCE, request_timeout=1.0)
         assert len(fake.requests) == 1 + len(retransmit_delays(0.25, 1.0))
 
 
@@ -100,7 +100,7 @@ async def test_nothing_listening_fails_at_once() -> None:
     # The ICMP port-unreachable ends the request: a connection error, not a timeout.
     async with PcpClient("127.0.0.1", port=port) as client:
         with pytest.raises(IGDConnectionError) as info:
-            await client.probe(timeout=30.0)
+            await client.probe(request_timeout=30.0)
         assert not isinstance(info.value, IGDTimeoutError)
 
 
@@ -188,7 +188,7 @@ async def test_probe_prefers_upnp_but_uses_pcp_when_upnp_is_silent() -> None:
             await asyncio.sleep(30)
             raise AssertionError
 
-        found = await probe_gateway("127.0.0.1", upnp=silent, timeout=5.0)  # type: ignore[arg-type]
+        found = await probe_gateway("127.0.0.1", upnp=silent, search_timeout=5.0)  # type: ignore[arg-type]
         # UPnP got the preference window after PCP answered, then was given up on.
         assert found.speaks[0] == "pcp" and "upnp" in found.failures
         mapper, mapping = await map_first(found, lambda m: m.map_port(7000), check_interval=None)
@@ -217,7 +217,9 @@ async def test_multilayer_upnp_then_pcp() -> None:
         FakePcpServer("127.0.0.3", 5351, external_ip="33.0.0.1",
                       quirks=PcpQuirks(ignore_source=True)) as fake,
     ):  # fmt: skip
-        m = MultiLayerMapper(7000, via=[igd.location, "127.0.0.3"], probe_target=None, timeout=1.0)
+        m = MultiLayerMapper(
+            7000, via=[igd.location, "127.0.0.3"], probe_target=None, search_timeout=1.0
+        )
         async with m as result:
             assert result.complete
             assert [x.mechanism for x in result.layers] == ["upnp", "pcp"]

@@ -37,10 +37,12 @@ QUIRKS = {
 async def test_quirky_but_valid_gateways_work(name: str, version: int) -> None:
     q = QUIRKS[name]
     async with FakeIGD("127.0.0.1", version=version, quirks=q) as fake:
-        async with await Gateway.from_location(fake.location, timeout=2.0) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=2.0) as gw:
             assert gw.service.service_type == fake.service_type
             assert await gw.get_external_ip_address() == "203.0.113.7"
-            await gw.add_port_mapping(4000, "TCP", 4000, "192.168.1.20", lease=600)
+            await gw.add_port_mapping(
+                4000, protocol="TCP", internal_port=4000, internal_client="192.168.1.20", lease=600
+            )
             entry = await gw.get_specific_port_mapping_entry(4000, "TCP")
             assert entry.internal_client == "192.168.1.20"
             entries = await gw.port_mappings()
@@ -59,7 +61,7 @@ async def test_seed_router_transcript_flow() -> None:
     714 on GetSpecific for an unknown port, PPP service."""
     q = Quirks(http10=True, octet_stream=True, empty_entry_at_zero=True)
     async with FakeIGD("127.0.0.1", ppp=True, quirks=q) as fake:
-        async with await Gateway.from_location(fake.location, timeout=2.0) as gw:
+        async with await Gateway.from_location(fake.location, http_timeout=2.0) as gw:
             assert "WANPPPConnection:1" in gw.service.service_type
             assert await gw.port_mappings() == []
             # Index 0 is the empty placeholder, index 1 is 713: one window of indexes.
@@ -76,7 +78,9 @@ async def test_keep_alive_one_connection_for_many_actions(fake_igd: FakeIGD) -> 
             await gw.get_external_ip_address()
         await gw.get_status_info()
         await gw.get_nat_rsip_status()
-        await gw.add_port_mapping(4100, "UDP", 4100, "192.168.1.2")
+        await gw.add_port_mapping(
+            4100, protocol="UDP", internal_port=4100, internal_client="192.168.1.2"
+        )
         await gw.get_specific_port_mapping_entry(4100, "UDP")
         await gw.delete_port_mapping(4100, "UDP")
         assert len(fake_igd.requests) == 11  # description GET + 10 actions

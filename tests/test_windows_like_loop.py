@@ -77,7 +77,7 @@ async def _three_layers() -> tuple[list[int], list[int]]:
         await fake.start()
     try:
         via = [fakes[0].location] + [f"{f.host}:{f.ssdp_port}" for f in fakes[1:]]
-        async with MultiLayerMapper(7000, via=via, probe_target=None, timeout=1.0) as result:
+        async with MultiLayerMapper(7000, via=via, probe_target=None, search_timeout=1.0) as result:
             assert result.complete and result.public_ip == "33.0.0.44"
             held = [len(f.mappings) for f in fakes]
         return held, [len(f.mappings) for f in fakes]

@@ -16,6 +16,7 @@ from ..tasks import stop_task
 __all__ = [
     "ExitCode",
     "Output",
+    "Results",
     "search_options",
     "hold",
     "on_signal",
@@ -46,8 +47,14 @@ class ExitCode(enum.IntEnum):
     PARTIAL = 7
     #: Something aioigd created could not be removed (listed on stderr).
     CLEANUP = 8
-    #: Interrupted (Ctrl-C) after cleaning up.
+    #: The gateway has no external address (miniupnpd answers an empty one while its
+    #: WAN has none, or a private one it will not report): not a malformed answer.
+    NO_EXTERNAL_IP = 9
+    #: Interrupted (Ctrl-C, SIGTERM) after cleaning up.
     INTERRUPTED = 130
+    #: stdout was closed by its reader (``aioigd list | head``): 128 + SIGPIPE, the
+    #: status a shell reports for a tool killed by it; nothing is printed.
+    BROKEN_PIPE = 141
 
 
 class Output:
@@ -57,16 +64,62 @@ class Output:
         self.as_json = as_json
         self.out = out
         self.err = err
+        #: Set when stdout's reader went away (``| head``): the rest is not printed.
+        self.closed = False
+        #: Whether a result object was printed (an error then adds none under --json).
+        self.emitted = False
 
     def progress(self, text: str) -> None:
         if not self.as_json:
             print(f"... {text}", file=self.err, flush=True)
 
     def emit(self, obj: dict[str, Any], text: str) -> None:
-        if self.as_json:
-            print(json.dumps(obj, sort_keys=False), file=self.out, flush=True)
-        else:
-            print(text, file=self.out, flush=True)
+        try:
+            if self.as_json:
+                print(json.dumps(obj, sort_keys=False), file=self.out, flush=True)
+            else:
+                print(text, file=self.out, flush=True)
+        except BrokenPipeError:
+            self.closed = True
+            raise
+        self.emitted = True
+
+    def error(
+        self, code: int, kind: str, message: str, *, line: str | None = None, **extra: Any
+    ) -> None:
+        """An error: one line on stderr (``line``, else ``aioigd: error: MESSAGE``), and
+        one JSON object on stdout under --json."""
+        print(line or f"aioigd: error: {message}", file=self.err, flush=True)
+        if self.as_json and not self.closed:
+            obj = {"error": kind, "exit_code": int(code), "message": message, **extra}
+            with contextlib.suppress(BrokenPipeError):
+                print(json.dumps(obj), file=self.out, flush=True)
+
+
+class Results:
+    """The results of one command that makes several (``add 80 443 --protocol both``):
+    a text line each as it is made; under --json one object at the end — the result
+    itself when there is one, else ``{key: [...]}`` — and, if a later one fails, none
+    but the error object, whose message names those already made."""
+
+    def __init__(self, out: Output, key: str) -> None:
+        self.out = out
+        self.key = key
+        self.items: list[tuple[dict[str, Any], str]] = []
+
+    def add(self, obj: dict[str, Any], text: str) -> None:
+        self.items.append((obj, text))
+        if not self.out.as_json:
+            self.out.emit(obj, text)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.items and self.out.as_json:
+            exc.add_note("done before it: " + "; ".join(text for _, text in self.items))
+
+    def done(self) -> None:
+        if self.out.as_json:
+            objs = [obj for obj, _ in self.items]
+            self.out.emit(objs[0] if len(objs) == 1 else {self.key: objs}, "")
 
 
 def search_options(args: argparse.Namespace) -> Any:
@@ -75,11 +128,42 @@ def search_options(args: argparse.Namespace) -> Any:
     return SearchOptions(
         timeout=args.timeout,
         multicast=not args.no_multicast,
+        interfaces=interface_addresses(args.interface) if args.interface else None,
         unicast=list(args.search),
         default_gateways=not args.no_default_gateways,
         allow_foreign_location=args.allow_foreign_location,
         http_timeout=args.http_timeout,
     )
+
+
+def interface_addresses(names: list[str]) -> list[str]:
+    """``--interface`` values (an interface name or one of its IPv4 addresses) → the
+    local IPv4 addresses to multicast from; ValueError (exit 2) for an unknown one."""
+    import ipaddress
+
+    import ifaddr
+
+    by_name: dict[str, list[str]] = {}
+    for adapter in ifaddr.get_adapters():
+        v4 = [ip.ip for ip in adapter.ips if isinstance(ip.ip, str)]
+        by_name.setdefault(adapter.nice_name, []).extend(v4)
+        by_name.setdefault(str(adapter.name), []).extend(v4)
+    mine = {a for addrs in by_name.values() for a in addrs}
+    found: list[str] = []
+    for name in names:
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            if not by_name.get(name):
+                raise ValueError(
+                    f"--interface {name!r}: no such interface with an IPv4 address"
+                ) from None
+            found += by_name[name]
+            continue
+        if name not in mine:
+            raise ValueError(f"--interface {name}: not an address of this host")
+        found.append(name)
+    return list(dict.fromkeys(found))
 
 
 def event_record(event: Any, where: str, extra: dict[str, Any]) -> tuple[dict[str, Any], str]:

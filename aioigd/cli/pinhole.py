@@ -16,7 +16,7 @@ async def _firewall(args: argparse.Namespace, out: Output) -> tuple[Any, Any]:
     from ..gateway import Gateway
 
     if args.gateway:
-        gw = await Gateway.from_location(args.gateway, timeout=args.http_timeout)
+        gw = await Gateway.from_location(args.gateway, http_timeout=args.http_timeout)
     else:
         out.progress(f"searching for an IPv6 gateway (up to {args.timeout:g} s)")
         gw = await discover(

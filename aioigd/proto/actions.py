@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..errors import ExternalIPUnavailable, RemoteProtocolError
-from ..models import ConnectionTypeInfo, NATRSIPStatus, PortMappingEntry, Protocol, StatusInfo
+from ..models import ConnectionTypeInfo, NATRSIPStatus, PortMappingEntry, StatusInfo, Transport
 from . import values as v
 from .values import parse_bool, parse_uint
 from .xmlsafe import child, child_text, local_name, parse_xml
@@ -32,6 +32,10 @@ __all__ = [
     "parse_nat_rsip_status",
     "parse_connection_type_info",
     "parse_uint",
+    "parse_total_bytes_sent",
+    "parse_total_bytes_received",
+    "parse_total_packets_sent",
+    "parse_total_packets_received",
     "parse_bool",
 ]
 
@@ -50,7 +54,7 @@ def _remote_host(remote_host: str | None) -> str:
 
 
 def mapping_key_args(
-    external_port: int, protocol: Protocol, remote_host: str | None = None
+    external_port: int, protocol: Transport, remote_host: str | None = None
 ) -> list[tuple[str, str]]:
     """NewRemoteHost, NewExternalPort, NewProtocol (the key of a mapping)."""
     return [
@@ -63,7 +67,7 @@ def mapping_key_args(
 def port_mapping_args(
     *,
     external_port: int,
-    protocol: Protocol,
+    protocol: Transport,
     internal_port: int,
     internal_client: str,
     description: str,
@@ -95,7 +99,7 @@ def generic_entry_args(index: int) -> list[tuple[str, str]]:
 
 
 def _port_range(
-    start_port: int, end_port: int, protocol: Protocol | str, *, allow_zero: bool
+    start_port: int, end_port: int, protocol: Transport | str, *, allow_zero: bool
 ) -> list[tuple[str, str]]:
     start = v.port(start_port, "start_port", allow_zero=allow_zero)
     end = v.port(end_port, "end_port", allow_zero=allow_zero)
@@ -109,7 +113,7 @@ def _port_range(
 
 
 def delete_range_args(
-    start_port: int, end_port: int, protocol: Protocol | str, *, manage: bool = False
+    start_port: int, end_port: int, protocol: Transport | str, *, manage: bool = False
 ) -> list[tuple[str, str]]:
     """In arguments of DeletePortMappingRange (v2): ports 1..65535, start <= end.
 
@@ -124,7 +128,7 @@ def delete_range_args(
 def list_mappings_args(
     start_port: int,
     end_port: int,
-    protocol: Protocol | str,
+    protocol: Transport | str,
     *,
     manage: bool = True,
     number: int = 0,
@@ -179,7 +183,7 @@ def parse_port_mapping_entry(
     out: dict[str, str],
     *,
     external_port: int | None = None,
-    protocol: Protocol | None = None,
+    protocol: Transport | None = None,
     remote_host: str | None = None,
 ) -> PortMappingEntry | None:
     """Decode a Generic/Specific port mapping entry.
@@ -203,7 +207,7 @@ def parse_port_mapping_entry(
         proto = None
     else:
         try:
-            proto = Protocol.parse(proto_text)
+            proto = Transport.parse(proto_text)
         except ValueError:
             raise RemoteProtocolError(f"NewProtocol {proto_text[:20]!r} is not TCP/UDP") from None
     if not ext or proto is None or not internal or not client_text.strip():
@@ -275,6 +279,26 @@ def parse_reserved_port(out: dict[str, str]) -> int:
     if port == 0:
         raise RemoteProtocolError("AddAnyPortMapping reserved port 0")
     return port
+
+
+def parse_total_bytes_sent(out: dict[str, str]) -> int:
+    """``GetTotalBytesSent`` → ui4."""
+    return parse_uint(out.get("NewTotalBytesSent", ""), "NewTotalBytesSent")
+
+
+def parse_total_bytes_received(out: dict[str, str]) -> int:
+    """``GetTotalBytesReceived`` → ui4."""
+    return parse_uint(out.get("NewTotalBytesReceived", ""), "NewTotalBytesReceived")
+
+
+def parse_total_packets_sent(out: dict[str, str]) -> int:
+    """``GetTotalPacketsSent`` → ui4."""
+    return parse_uint(out.get("NewTotalPacketsSent", ""), "NewTotalPacketsSent")
+
+
+def parse_total_packets_received(out: dict[str, str]) -> int:
+    """``GetTotalPacketsReceived`` → ui4."""
+    return parse_uint(out.get("NewTotalPacketsReceived", ""), "NewTotalPacketsReceived")
 
 
 def parse_status_info(out: dict[str, str]) -> StatusInfo:

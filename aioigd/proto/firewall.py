@@ -6,7 +6,7 @@ Argument names there are not ``New``-prefixed (except UpdatePinhole's
 
 from __future__ import annotations
 
-from ..models import FirewallStatus, Protocol
+from ..models import FirewallStatus, Transport
 from . import values as v
 from .values import parse_bool, parse_uint
 
@@ -51,7 +51,7 @@ def outbound_timeout_args(
     *,
     internal_client: str,
     internal_port: int,
-    protocol: Protocol,
+    protocol: Transport,
     remote_host: str | None = None,
     remote_port: int = 0,
 ) -> list[tuple[str, str]]:
@@ -69,7 +69,7 @@ def pinhole_args(
     *,
     internal_client: str,
     internal_port: int,
-    protocol: Protocol,
+    protocol: Transport,
     lease: int,
     remote_host: str | None = None,
     remote_port: int = 0,

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import RemoteProtocolError
-from ..models import Protocol
+from ..models import Transport
 
 __all__ = [
     "VERSION",
@@ -85,9 +85,9 @@ class MapResponse:
     lifetime: int
 
 
-def map_opcode(protocol: Protocol) -> int:
+def map_opcode(protocol: Transport) -> int:
     """1 for UDP, 2 for TCP."""
-    return _OP_UDP if protocol is Protocol.UDP else _OP_TCP
+    return _OP_UDP if protocol is Transport.UDP else _OP_TCP
 
 
 def encode_external_address_request() -> bytes:
@@ -96,7 +96,7 @@ def encode_external_address_request() -> bytes:
 
 
 def encode_map_request(
-    protocol: Protocol, internal_port: int, suggested_external_port: int, lifetime: int
+    protocol: Transport, internal_port: int, suggested_external_port: int, lifetime: int
 ) -> bytes:
     """A MAP request. ``lifetime`` 0 with ``suggested_external_port`` 0 deletes.
 
@@ -142,7 +142,7 @@ def decode_external_address_response(data: bytes) -> ExternalAddressResponse:
     return ExternalAddressResponse(result, epoch, address)
 
 
-def decode_map_response(data: bytes, protocol: Protocol, internal_port: int) -> MapResponse:
+def decode_map_response(data: bytes, protocol: Transport, internal_port: int) -> MapResponse:
     """Check and decode the answer to a MAP request for ``internal_port``.
 
     A success for another internal port does not answer our request.

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import RemoteProtocolError
-from ..models import Protocol
+from ..models import Transport
 
 __all__ = [
     "VERSION",
@@ -46,7 +46,7 @@ _OPTION = struct.Struct("!BBH")  # code, reserved, length
 _FILTER = struct.Struct("!xBH16s")  # prefix length, remote port, remote IP
 _RESPONSE_BIT = 0x80
 _MAX_U32 = 0xFFFFFFFF
-_PROTOCOL_NUMBERS = {Protocol.TCP: 6, Protocol.UDP: 17}
+_PROTOCOL_NUMBERS = {Transport.TCP: 6, Transport.UDP: 17}
 
 
 class Opcode(enum.IntEnum):
@@ -114,7 +114,7 @@ class PcpResponse:
     result: int
     lifetime: int
     epoch: int
-    protocol: Protocol | None = None
+    protocol: Transport | None = None
     internal_port: int = 0
     external_port: int = 0
     external_ip: str = ""
@@ -152,7 +152,7 @@ def encode_announce(client_ip: str) -> bytes:
 def encode_map(
     *,
     nonce: bytes,
-    protocol: Protocol,
+    protocol: Transport,
     internal_port: int,
     lifetime: int,
     client_ip: str,
@@ -213,7 +213,7 @@ def decode_response(
     opcode: Opcode,
     *,
     nonce: bytes | None = None,
-    protocol: Protocol | None = None,
+    protocol: Transport | None = None,
     internal_port: int | None = None,
 ) -> PcpResponse:
     """Check and decode the answer to a request with ``opcode`` (and, for MAP, these fields).

@@ -113,10 +113,12 @@ def _fault(fault: Element, service_type: str, action: str) -> UPnPError:
     error = child(detail, "UPnPError") if detail is not None else None
     if error is None:
         text = child_text(fault, "faultstring") or "SOAP fault without UPnPError detail"
-        return UPnPError(0, text[:200], action, service_type)
+        return UPnPError(0, text[:200], action, service_type, code_missing=True)
     code_text = child_text(error, "errorCode")
     if not code_text.isascii() or not code_text.isdigit() or len(code_text) > 4:
-        return UPnPError(0, f"unparsable errorCode {code_text[:20]!r}", action, service_type)
+        return UPnPError(
+            0, f"unparsable errorCode {code_text[:20]!r}", action, service_type, code_missing=True
+        )
     code = int(code_text)
     # Informative only, and the gateway's text: keep it printable and short.
     description = "".join(

@@ -59,6 +59,7 @@ def _version(service: Service) -> int:
 _WAN = (ServiceKind.WAN_IP, ServiceKind.WAN_PPP)
 _WAN_V2 = (ServiceKind.WAN_IP,)
 _FIREWALL = (ServiceKind.FIREWALL,)
+_COMMON = (ServiceKind.COMMON_INTERFACE,)
 
 _KEY = ("NewRemoteHost", "NewExternalPort", "NewProtocol")
 _MAPPING = (
@@ -188,6 +189,43 @@ ACTIONS: Mapping[str, ActionSpec] = MappingProxyType(
                 ("NewPortListing",),
                 actions.parse_list_of_port_mappings,
                 "The mappings in an external port range, as one XML listing.",
+            ),
+            # -- WANCommonInterfaceConfig:1 ----------------------------------------------------
+            _spec(
+                "GetTotalBytesSent",
+                _COMMON,
+                1,
+                (),
+                ("NewTotalBytesSent",),
+                actions.parse_total_bytes_sent,
+                "Bytes sent on the WAN link (ui4, wraps).",
+            ),
+            _spec(
+                "GetTotalBytesReceived",
+                _COMMON,
+                1,
+                (),
+                ("NewTotalBytesReceived",),
+                actions.parse_total_bytes_received,
+                "Bytes received on the WAN link (ui4, wraps).",
+            ),
+            _spec(
+                "GetTotalPacketsSent",
+                _COMMON,
+                1,
+                (),
+                ("NewTotalPacketsSent",),
+                actions.parse_total_packets_sent,
+                "Packets sent on the WAN link (ui4, wraps).",
+            ),
+            _spec(
+                "GetTotalPacketsReceived",
+                _COMMON,
+                1,
+                (),
+                ("NewTotalPacketsReceived",),
+                actions.parse_total_packets_received,
+                "Packets received on the WAN link (ui4, wraps).",
             ),
             # -- WANIPv6FirewallControl:1 -------------------------------------------------------
             _spec(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..errors import RemoteProtocolError
-from ..models import Protocol
+from ..models import Transport
 
 __all__ = [
     "UI2_MAX",
@@ -116,11 +116,11 @@ def string(value: str, name: str, *, max_length: int | None = None) -> str:
     return value
 
 
-def protocol(value: Protocol | str, name: str = "protocol") -> Protocol:
-    """``"tcp"``, ``"UDP"`` or a :class:`Protocol` member → the member."""
-    if not isinstance(value, str):  # Protocol is a StrEnum, so members pass
+def protocol(value: Transport | str, name: str = "protocol") -> Transport:
+    """``"tcp"``, ``"UDP"`` or a :class:`Transport` member → the member."""
+    if not isinstance(value, str):  # Transport is a StrEnum, so members pass
         raise ValueError(f"{name} must be TCP or UDP, not {_show(value)}")
-    return Protocol.parse(value)
+    return Transport.parse(value)
 
 
 # -- out arguments: SOAP text -> Python value, RemoteProtocolError on garbage ---------------------

@@ -25,6 +25,9 @@ from .firewall import FirewallActions
 from .model import FakeMapping, FakePinhole, Fault, Quirks, Recorded, fault_body
 from .wan import WanActions
 
+_COMMON_TYPE = "urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1"
+_COMMON_PATH = "/ctl/CmnIfCfg"
+
 __all__ = ["FakeIGD"]
 
 _MAX_REQUEST = 64 * 1024
@@ -74,6 +77,14 @@ class FakeIGD(WanActions, FirewallActions):
         self.max_lease = max_lease
         self.udn = f"uuid:{uuid.uuid4()}"
         self.firewall = firewall
+        #: WANCommonInterfaceConfig's totals (GetTotalBytesSent ...); a name left out
+        #: answers 401, as on a router without that optional action.
+        self.traffic: dict[str, int] = {
+            "BytesSent": 123456789,
+            "BytesReceived": 987654321,
+            "PacketsSent": 1234,
+            "PacketsReceived": 5678,
+        }
         self.pinholes: dict[int, FakePinhole] = {}
         self._next_pinhole = 1
         self.mappings: dict[tuple[str, int], FakeMapping] = {}
@@ -269,6 +280,14 @@ class FakeIGD(WanActions, FirewallActions):
             kind = "WANPPPConnection" if q.dead_wan_first == "ppp" else "WANIPConnection"
             body = self._response_body(action, out, f"urn:schemas-upnp-org:service:{kind}:1")
             return await self._send(writer, 200, body, version)
+        if method == "POST" and path == _COMMON_PATH:
+            what = action.removeprefix("GetTotal")
+            if not action.startswith("GetTotal") or what not in self.traffic:
+                return await self._send(writer, 500, fault_body(401), version)
+            out = [(f"NewTotal{what}", str(self.traffic[what]))]
+            return await self._send(
+                writer, 200, self._response_body(action, out, _COMMON_TYPE), version
+            )
         if method == "POST" and path in (self.control_path, _FIREWALL_PATH):
             if q.soap_body is not None:
                 return await self._send(writer, 200, q.soap_body, version)
@@ -374,7 +393,11 @@ class FakeIGD(WanActions, FirewallActions):
             f"<friendlyName>FakeIGD {escape(self.host)}</friendlyName><manufacturer>aioigd"
             f"</manufacturer><modelName>FakeIGD</modelName><UDN>{self.udn}</UDN><deviceList>"
             f"<device><deviceType>urn:schemas-upnp-org:device:WANDevice:{v}</deviceType>"
-            f"<friendlyName>WANDevice</friendlyName><UDN>{self.udn}-wan</UDN><deviceList>{dead}"
+            f"<friendlyName>WANDevice</friendlyName><UDN>{self.udn}-wan</UDN>"
+            f"<serviceList><service><serviceType>{_COMMON_TYPE}</serviceType><serviceId>"
+            "urn:upnp-org:serviceId:WANCommonIFC1</serviceId><SCPDURL>/cmn.xml</SCPDURL>"
+            f"<controlURL>{_COMMON_PATH}</controlURL><eventSubURL>/evt/cmn</eventSubURL>"
+            f"</service></serviceList><deviceList>{dead}"
             f"<device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:{v}"
             f"</deviceType><friendlyName>WANConnectionDevice</friendlyName>"
             f"<UDN>{self.udn}-conn</UDN><serviceList>{wan_conn}{fw}</serviceList></device>"

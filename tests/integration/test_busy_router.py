@@ -26,9 +26,12 @@ import asyncio, json, sys
 import aioigd
 
 async def main(location, client, count):
-    async with await aioigd.Gateway.from_location(location, timeout=30) as gw:
+    async with await aioigd.Gateway.from_location(location, http_timeout=30) as gw:
         for port in range(30000, 30000 + count):
-            await gw.add_port_mapping(port, "TCP", port, client, description="filler", lease=0)
+            await gw.add_port_mapping(
+                port, protocol="TCP", internal_port=port, internal_client=client,
+                description="filler", lease=0,
+            )
     print(json.dumps({"added": count}), flush=True)
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))

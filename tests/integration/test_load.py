@@ -236,7 +236,7 @@ async def main():
     fd_before = fds()
     t = Tally()
     t0 = time.monotonic()
-    gw = await Gateway.from_location(LOCATION, timeout=HTTP_TIMEOUT)
+    gw = await Gateway.from_location(LOCATION, http_timeout=HTTP_TIMEOUT)
     added = set()
     deleted = set()
     try:
@@ -248,7 +248,8 @@ async def main():
             for j, port in enumerate(mine):
                 try:
                     await t(f"add {proto} {port}", gw.add_port_mapping(
-                        port, proto, port, CLIENT, description=f"load-{c}", lease=3600))
+                        port, protocol=proto, internal_port=port, internal_client=CLIENT,
+                        description=f"load-{c}", lease=3600))
                 except IGDError:
                     continue
                 added.add((proto, port))
@@ -335,10 +336,11 @@ HTTP_TIMEOUT = float(sys.argv[3])
 
 async def main():
     fd_before = fds()
-    gw = await Gateway.from_location(LOCATION, timeout=HTTP_TIMEOUT)
+    gw = await Gateway.from_location(LOCATION, http_timeout=HTTP_TIMEOUT)
     pm = PortMapper(gw, own_gateway=True)
     try:
-        mapped = [await pm.keep(p, p, "TCP", lease=3600, description="release-test")
+        mapped = [await pm.keep(p, external_port=p, protocol="TCP", lease=3600,
+                                     description="release-test")
                   for p in PORTS]
         emit(phase="mapped", ports=[m.external_port for m in mapped],
              active=len(pm.active()), tasks=len(asyncio.all_tasks()))
@@ -446,10 +448,11 @@ LOCATION, CLIENT = sys.argv[1], sys.argv[2]
 BASE, COUNT = int(sys.argv[3]), int(sys.argv[4])
 
 async def main():
-    gw = await Gateway.from_location(LOCATION, timeout=10)
+    gw = await Gateway.from_location(LOCATION, http_timeout=10)
     try:
         for port in range(BASE, BASE + COUNT):
-            await gw.add_port_mapping(port, "TCP", port, CLIENT, description="listing")
+            await gw.add_port_mapping(port, protocol="TCP", internal_port=port,
+                                      internal_client=CLIENT, description="listing")
         emit(phase="added")
         try:
             if sys.argv[5] == "map_port":  # its first step enumerates the table

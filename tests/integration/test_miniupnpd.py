@@ -216,6 +216,21 @@ def test_external_ip(make_lab: MakeLab) -> None:
     assert json_lines(proc.stdout) == [{"external_ip": r1.wan_ip, "location": r1.location}]
 
 
+def test_status_like_upnpc_s(make_lab: MakeLab) -> None:
+    """`aioigd status` against miniupnpd: what `upnpc -s` shows, traffic counters included."""
+    lab = make_lab(1)
+    r1 = lab.router(1)
+    proc = aioigd(lab, "status", "--json", "--gateway", r1.location)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    (status,) = json_lines(proc.stdout)
+    assert status["connection_status"] == "Connected"
+    assert status["external_ip"] == r1.wan_ip
+    assert status["local_address"] == lab.client_ip
+    assert status["service_type"].startswith("urn:schemas-upnp-org:service:WANIPConnection:")
+    assert status["traffic"] is not None, status
+    assert isinstance(status["traffic"]["bytes_received"], int)
+
+
 # -- 3. add, reach, list, delete -------------------------------------------------------------
 
 
@@ -241,7 +256,8 @@ def test_add_reach_list_delete(make_lab: MakeLab) -> None:
 
     proc = aioigd(lab, "list", "--json", *gw)
     assert proc.returncode == ExitCode.OK, proc.stderr
-    (listed,) = json_lines(proc.stdout)
+    (table,) = json_lines(proc.stdout)
+    (listed,) = table["port_mappings"]
     assert listed["external_port"] == 8000
     assert listed["protocol"] == "TCP"
     assert listed["internal_client"] == lab.client_ip
@@ -257,7 +273,8 @@ def test_add_reach_list_delete(make_lab: MakeLab) -> None:
     assert not lab.tcp_connect(lab.outside_ns, r1.wan_ip, 8000)
 
     proc = aioigd(lab, "list", "--json", *gw)
-    assert (proc.returncode, proc.stdout) == (ExitCode.OK, "")
+    assert proc.returncode == ExitCode.OK
+    assert json_lines(proc.stdout)[0]["port_mappings"] == []
 
 
 # -- 4. a port held by another LAN host ------------------------------------------------------
@@ -273,7 +290,7 @@ def test_conflict_picks_another_port_or_fails_strict(make_lab: MakeLab) -> None:
 
     proc = aioigd(lab, "add", "9000", "--strict", "--json", *gw)
     assert proc.returncode == ExitCode.MAPPING, proc.stderr
-    assert proc.stdout == ""
+    assert json_lines(proc.stdout)[0]["exit_code"] == ExitCode.MAPPING
     line = one_error_line(proc)
     assert "9000" in line and r1.lan_ip in line, line
     assert lab.upnpc_mappings(1) == [other]  # untouched
@@ -318,7 +335,7 @@ def test_port_outside_allow_rules(make_lab: MakeLab, strict: list[str]) -> None:
     lab = make_lab(1)
     proc = aioigd(lab, "add", "80", "--json", *strict, "--gateway", lab.router(1).location)
     assert proc.returncode == ExitCode.UPNP_FAULT
-    assert proc.stdout == ""
+    assert json_lines(proc.stdout)[0]["fault_code"] == 606
     line = one_error_line(proc)
     assert "UPnP error 606" in line and "AddPortMapping" in line, line
     assert "Returning UPnPError 606" in lab.miniupnpd_log(1)

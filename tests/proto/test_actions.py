@@ -10,11 +10,11 @@ import pytest
 from aioigd.errors import ExternalIPUnavailable, IGDError, RemoteProtocolError
 from aioigd.models import (
     ConnectionTypeInfo,
-    Mapping,
     NATRSIPStatus,
+    PortMapping,
     PortMappingEntry,
-    Protocol,
     StatusInfo,
+    Transport,
     is_global_address,
 )
 from aioigd.proto.actions import (
@@ -38,7 +38,7 @@ MINI = FIXTURES / "miniupnpd"
 PPP1 = "urn:schemas-upnp-org:service:WANPPPConnection:1"
 WANIP2 = "urn:schemas-upnp-org:service:WANIPConnection:2"
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 
 
 def _reply(path: Path, action: str, service_type: str = WANIP2) -> dict[str, str]:
@@ -701,12 +701,12 @@ def test_parse_bool(text: str, result: bool | None) -> None:
         ("TCP ", TCP),
     ],
 )
-def test_protocol_parse(value: Any, result: Protocol | None) -> None:
+def test_protocol_parse(value: Any, result: Transport | None) -> None:
     if result is None:
         with pytest.raises(ValueError, match="TCP or UDP"):
-            Protocol.parse(value)
+            Transport.parse(value)
     else:
-        assert Protocol.parse(value) is result
+        assert Transport.parse(value) is result
 
 
 def test_protocol_numbers() -> None:
@@ -715,7 +715,7 @@ def test_protocol_numbers() -> None:
 
 
 def test_mapping_as_dict() -> None:
-    m = Mapping("203.0.113.7", 1872, "192.168.1.4", 1872, TCP, 60, "d", "http://gw/", True)
+    m = PortMapping("203.0.113.7", 1872, "192.168.1.4", 1872, TCP, 60, "d", "http://gw/", True)
     assert m.as_dict() == {
         "external_ip": "203.0.113.7",
         "external_port": 1872,
@@ -729,10 +729,12 @@ def test_mapping_as_dict() -> None:
         "wanted_port": 1872,  # not recorded: the port it got
         "mechanism": "upnp",
     }
-    moved = Mapping("203.0.113.7", 1873, "192.168.1.4", 1872, TCP, 60, wanted_port=1872)
+    moved = PortMapping("203.0.113.7", 1873, "192.168.1.4", 1872, TCP, 60, wanted_port=1872)
     assert moved.as_dict()["wanted_port"] == 1872 and moved.external_port == 1873
     # permanent_only is informative: it does not take part in equality.
-    assert m == Mapping("203.0.113.7", 1872, "192.168.1.4", 1872, TCP, 60, "d", "http://gw/", False)
+    assert m == PortMapping(
+        "203.0.113.7", 1872, "192.168.1.4", 1872, TCP, 60, "d", "http://gw/", False
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aioigd.errors import RemoteProtocolError
-from aioigd.models import Protocol
+from aioigd.models import Transport
 from aioigd.proto.actions import (
     delete_range_args,
     generic_entry_args,
@@ -33,7 +33,7 @@ from aioigd.proto.firewall import (
 )
 
 Args = list[tuple[str, str]]
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 CLIENT6 = "2001:db8::10"
 
 #: Wrong for every integer argument, whatever its range.

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aioigd.errors import IGDError, RemoteProtocolError
-from aioigd.models import Protocol
+from aioigd.models import Transport
 from aioigd.netutil import parse_proc_net_route
 from aioigd.proto.actions import (
     parse_connection_type_info,
@@ -461,7 +461,7 @@ def _check_decoders(out: dict[str, str]) -> None:
     else:
         assert _is_ipv4(ip) and ip != "0.0.0.0"
     try:
-        entry = parse_port_mapping_entry(out, external_port=1872, protocol=Protocol.TCP)
+        entry = parse_port_mapping_entry(out, external_port=1872, protocol=Transport.TCP)
     except IGDError:
         pass
     else:
@@ -583,7 +583,7 @@ def _check_listing(text: str) -> None:
         return
     for e in entries:
         assert 1 <= e.external_port <= 65535 and 1 <= e.internal_port <= 65535
-        assert e.protocol in (Protocol.TCP, Protocol.UDP)
+        assert e.protocol in (Transport.TCP, Transport.UDP)
         assert 0 <= e.lease <= 0xFFFFFFFF
 
 

@@ -7,11 +7,11 @@ import struct
 import pytest
 
 from aioigd.errors import RemoteProtocolError
-from aioigd.models import Protocol
+from aioigd.models import Transport
 from aioigd.proto import natpmp, pcp
 from aioigd.proto.epoch import EpochTracker
 
-TCP, UDP = Protocol.TCP, Protocol.UDP
+TCP, UDP = Transport.TCP, Transport.UDP
 NONCE = bytes(range(1, 13))
 
 

@@ -364,6 +364,11 @@ def test_fault_variants(body: bytes, code: int, description: str) -> None:
         parse_response(500, body, WANIP1, "AddPortMapping")
     assert (info.value.code, info.value.description) == (code, description)
     assert info.value.action == "AddPortMapping"
+    # No readable code is not "UPnP error 0" (issue 13): it says so.
+    assert info.value.code_missing is (code == 0)
+    if code == 0:
+        assert "without a readable error code" in str(info.value)
+        assert "error 0" not in str(info.value)
 
 
 def test_fault_inside_http_200() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aioigd.errors import ActionNotSupported
-from aioigd.models import Protocol, Service, ServiceKind
+from aioigd.models import Service, ServiceKind, Transport
 from aioigd.proto import actions, firewall
 from aioigd.proto.table import ACTIONS, ActionSpec, check_action
 
@@ -38,7 +38,13 @@ FIREWALL_ACTIONS = {
     "GetPinholePackets",
     "CheckPinholeWorking",
 }
-ALL_ACTIONS = V1_ACTIONS | V2_ONLY_ACTIONS | FIREWALL_ACTIONS
+COMMON_ACTIONS = {
+    "GetTotalBytesSent",
+    "GetTotalBytesReceived",
+    "GetTotalPacketsSent",
+    "GetTotalPacketsReceived",
+}
+ALL_ACTIONS = V1_ACTIONS | V2_ONLY_ACTIONS | FIREWALL_ACTIONS | COMMON_ACTIONS
 
 URN = "urn:schemas-upnp-org:service:"
 IP1, IP2, PPP1, FW1 = (
@@ -57,7 +63,7 @@ OFFERS: dict[str, set[str]] = {
     f"{URN}WANPPPConnection:2": V1_ACTIONS,  # PPP never gets the v2 actions
     FW1: FIREWALL_ACTIONS,
     f"{URN}Layer3Forwarding:1": set(),
-    f"{URN}WANCommonInterfaceConfig:1": set(),
+    f"{URN}WANCommonInterfaceConfig:1": COMMON_ACTIONS,
     "": set(),
 }
 
@@ -85,6 +91,8 @@ def test_spec_fields(name: str) -> None:
     assert (spec.parser is None) == (not spec.out_args)
     if name in FIREWALL_ACTIONS:
         assert (spec.kinds, spec.min_version) == ((ServiceKind.FIREWALL,), 1)
+    elif name in COMMON_ACTIONS:
+        assert (spec.kinds, spec.min_version) == ((ServiceKind.COMMON_INTERFACE,), 1)
     elif name in V2_ONLY_ACTIONS:
         assert (spec.kinds, spec.min_version) == ((ServiceKind.WAN_IP,), 2)
     else:
@@ -104,7 +112,7 @@ def test_table_is_read_only() -> None:
 
 _WAN_GOOD: dict[str, Any] = {
     "external_port": 1872,
-    "protocol": Protocol.TCP,
+    "protocol": Transport.TCP,
     "internal_port": 1872,
     "internal_client": "192.168.1.4",
     "description": "aioigd",
@@ -113,7 +121,7 @@ _WAN_GOOD: dict[str, Any] = {
 _PIN_GOOD: dict[str, Any] = {
     "internal_client": "2001:db8::10",
     "internal_port": 8080,
-    "protocol": Protocol.UDP,
+    "protocol": Transport.UDP,
 }
 
 #: action -> the codec call that builds its in arguments ([] for actions without any).
@@ -124,11 +132,15 @@ CODECS: dict[str, Callable[[], list[tuple[str, str]]]] = {
     "GetNATRSIPStatus": list,
     "AddPortMapping": lambda: actions.port_mapping_args(**_WAN_GOOD),
     "AddAnyPortMapping": lambda: actions.port_mapping_args(**{**_WAN_GOOD, "external_port": 0}),
-    "DeletePortMapping": lambda: actions.mapping_key_args(1872, Protocol.TCP),
-    "GetSpecificPortMappingEntry": lambda: actions.mapping_key_args(1872, Protocol.UDP, "h"),
+    "DeletePortMapping": lambda: actions.mapping_key_args(1872, Transport.TCP),
+    "GetSpecificPortMappingEntry": lambda: actions.mapping_key_args(1872, Transport.UDP, "h"),
     "GetGenericPortMappingEntry": lambda: actions.generic_entry_args(3),
-    "DeletePortMappingRange": lambda: actions.delete_range_args(1, 100, Protocol.TCP),
-    "GetListOfPortMappings": lambda: actions.list_mappings_args(1, 65535, Protocol.UDP),
+    "DeletePortMappingRange": lambda: actions.delete_range_args(1, 100, Transport.TCP),
+    "GetListOfPortMappings": lambda: actions.list_mappings_args(1, 65535, Transport.UDP),
+    "GetTotalBytesSent": list,
+    "GetTotalBytesReceived": list,
+    "GetTotalPacketsSent": list,
+    "GetTotalPacketsReceived": list,
     "GetFirewallStatus": list,
     "GetOutboundPinholeTimeout": lambda: firewall.outbound_timeout_args(**_PIN_GOOD),
     "AddPinhole": lambda: firewall.pinhole_args(**_PIN_GOOD, lease=3600),
@@ -171,6 +183,10 @@ SAMPLE_OUT = {
     "NewLeaseDuration": "60",
     "NewReservedPort": "1873",
     "NewPortListing": "",
+    "NewTotalBytesSent": "1",
+    "NewTotalBytesReceived": "2",
+    "NewTotalPacketsSent": "3",
+    "NewTotalPacketsReceived": "4",
     "FirewallEnabled": "1",
     "InboundPinholeAllowed": "1",
     "OutboundPinholeTimeout": "120",
@@ -208,7 +224,7 @@ def test_parser_reads_the_out_args(name: str) -> None:
     out = _Recording({arg: SAMPLE_OUT[arg] for arg in spec.out_args})
     if name == "GetSpecificPortMappingEntry":
         # The reply does not echo the key; the caller passes it.
-        result = actions.parse_port_mapping_entry(out, external_port=1872, protocol=Protocol.TCP)
+        result = actions.parse_port_mapping_entry(out, external_port=1872, protocol=Transport.TCP)
     else:
         result = spec.parser(out)
     assert result is not None

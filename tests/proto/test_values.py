@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from aioigd.errors import RemoteProtocolError
-from aioigd.models import Protocol
+from aioigd.models import Transport
 from aioigd.proto import actions, firewall, values
 from aioigd.proto.values import (
     UI2_MAX,
@@ -169,9 +169,9 @@ def test_string_refuses_non_str(bad: Any) -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("tcp", Protocol.TCP), (" UDP ", Protocol.UDP), (Protocol.UDP, Protocol.UDP)],
+    [("tcp", Transport.TCP), (" UDP ", Transport.UDP), (Transport.UDP, Transport.UDP)],
 )
-def test_protocol(given: Any, expected: Protocol) -> None:
+def test_protocol(given: Any, expected: Transport) -> None:
     assert protocol(given) is expected
 
 
