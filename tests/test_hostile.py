@@ -344,9 +344,12 @@ async def test_endless_entries_terminates() -> None:
 async def test_fail_actions_add_port_mapping(gw_and_fake: tuple[Gateway, FakeIGD]) -> None:
     gw, fake = gw_and_fake
     fake.quirks.fail_actions = {"AddPortMapping": 501}
-    exc = await _raises(gw.add_port_mapping(
+    exc = await _raises(
+        gw.add_port_mapping(
             6000, protocol="TCP", internal_port=6000, internal_client="192.168.1.5"
-        ), ActionFailed)
+        ),
+        ActionFailed,
+    )
     assert isinstance(exc, UPnPError)
     assert exc.code == 501
     assert exc.action == "AddPortMapping"

@@ -109,7 +109,9 @@ async def test_the_next_layer_found_at_the_254_of_the_external_24(
     ):
         # The candidates are probed on the SSDP port; the fake listens on its own.
         monkeypatch.setattr(aioigd.multilayer, "SSDP_PORT", outer.ssdp_port)
-        m = MultiLayerMapper(7000, via=[inner.location], probe_target="127.0.0.1", search_timeout=0.5)
+        m = MultiLayerMapper(
+            7000, via=[inner.location], probe_target="127.0.0.1", search_timeout=0.5
+        )
         async with m as result:
             assert result.complete and result.stop_reason is None, result.reason
             assert result.public_ip == "33.0.0.44"
