@@ -20,7 +20,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 from .discovery import SearchOptions, rediscover, rediscovery_options
@@ -33,17 +32,9 @@ from .errors import (
     UPnPError,
 )
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
-from .keeper import (
-    CLEANUP_TIMEOUT,
-    EventHub,
-    EventIterator,
-    Keeper,
-    Kept,
-    Leftover,
-    Outcome,
-    warn_leftovers,
-)
-from .lifecycle import Action, Event, effective_lease
+from .keeper import Kept, Outcome
+from .keptmapping import DEFAULT_CHECK_INTERVAL, KeptMapping, MappingKeeper, describe_mapping
+from .lifecycle import Action, effective_lease
 from .mapflow import MapFlow
 from .models import PortMapping, PortMappingEntry, Transport, TransportLike
 from .tasks import settle
@@ -59,63 +50,10 @@ __all__ = [
 
 log = logging.getLogger("aioigd")
 
-#: Seconds between checks of a kept mapping between renewals (is it still there, what
-#: is the external address): a router reboot or WAN change is noticed within this.
-DEFAULT_CHECK_INTERVAL = 300.0
 _TableKey = tuple[Transport, int]
 
 
-class KeptMapping(Kept[PortMapping]):
-    """A port mapping aioigd keeps alive; its fields are those of :attr:`current`."""
-
-    @property
-    def external_ip(self) -> str | None:
-        """The gateway's external address as last seen (``None``: it has none)."""
-        return self.current.external_ip
-
-    @property
-    def external_port(self) -> int:
-        """The external port (may change if the port had to be moved)."""
-        return self.current.external_port
-
-    @property
-    def internal_client(self) -> str:
-        return self.current.internal_client
-
-    @property
-    def internal_port(self) -> int:
-        return self.current.internal_port
-
-    @property
-    def protocol(self) -> Transport:
-        return self.current.protocol
-
-    @property
-    def lease(self) -> int:
-        """The lease renewals are scheduled by (0 = permanent)."""
-        return self.current.lease
-
-    @property
-    def gateway(self) -> str:
-        """The LOCATION of the gateway that holds it."""
-        return self.current.gateway
-
-    def as_dict(self) -> dict[str, Any]:
-        """The current mapping's fields plus ``state``."""
-        return {**self.current.as_dict(), "state": self.state.value}
-
-    def __repr__(self) -> str:
-        return f"<KeptMapping {self.state.value} {_describe(self.current)}>"
-
-
-def _describe(m: PortMapping) -> str:
-    return (
-        f"{m.protocol.value} {m.external_ip or '?'}:{m.external_port} -> "
-        f"{m.internal_client}:{m.internal_port}"
-    )
-
-
-class PortMapper:
+class PortMapper(MappingKeeper):
     """Creates, verifies and keeps port mappings on one gateway.
 
     Args:
@@ -142,11 +80,7 @@ class PortMapper:
         self.flow = MapFlow(gateway, is_kept=self._is_kept)
         self.rediscovery = rediscovery
         self._owned: list[Gateway] = [gateway] if own_gateway else []
-        self._closed = False
-        self._hub: EventHub[Event[PortMapping]] = EventHub()
-        self._keeper: Keeper[PortMapping] = Keeper(
-            self, name=f"aioigd-keeper-{gateway.host}", check_interval=check_interval, hub=self._hub
-        )
+        super().__init__(self, name=f"aioigd-keeper-{gateway.host}", check_interval=check_interval)
 
     @property
     def gateway(self) -> Gateway:
@@ -158,8 +92,7 @@ class PortMapper:
         return await self.flow.table(refresh=refresh)
 
     async def _map(self, *args: Any, **kwargs: Any) -> tuple[PortMapping, int]:
-        if self._closed:
-            raise RuntimeError("this PortMapper is closed")
+        self._check_open()
         return await self.flow.map(*args, **kwargs)
 
     # -- Backend (for the keeper) -------------------------------------------------
@@ -172,7 +105,7 @@ class PortMapper:
         return (subject.external_ip, subject.external_port)
 
     def describe(self, subject: PortMapping) -> str:
-        return _describe(subject)
+        return describe_mapping(subject)
 
     # -- mapping ------------------------------------------------------------
     async def map_port(
@@ -256,21 +189,12 @@ class PortMapper:
             strict=strict,
             remove_stale=remove_stale,
         )
-        for old in self._keeper.kept():
-            if (old.current.protocol, old.current.external_port) == (
-                mapping.protocol,
-                mapping.external_port,
-            ):
-                self._keeper.forget(old)  # the same mapping again: keep one
-        kept = self._keeper.keep(
+        return self._start_keeping(
             mapping,
             requested_lease=0 if mapping.permanent_only else lease,
-            granted_lease=granted,
+            granted=granted,
             strict=strict,
-            cls=KeptMapping,
         )
-        assert isinstance(kept, KeptMapping)
-        return kept
 
     # -- keeping (the keeper's backend) -----------------------------------------
     def _is_kept(self, proto: Transport, port: int) -> bool:
@@ -399,68 +323,10 @@ class PortMapper:
             await old.close()
         return True
 
-    # -- the application's view ------------------------------------------------
-    def kept(self) -> list[KeptMapping]:
-        """The mappings being kept, in creation order."""
-        return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
-
-    def active(self) -> list[PortMapping]:
-        """The kept mappings' current values."""
-        return [k.current for k in self._keeper.kept()]
-
-    def events(self) -> EventIterator[Event[PortMapping]]:
-        """Events of every mapping kept from now on, until :meth:`close`."""
-        return self._hub.subscribe()
-
-    async def release(
-        self, mapping: Kept[PortMapping] | PortMapping, *, cleanup_timeout: float = CLEANUP_TIMEOUT
-    ) -> None:
-        """Stop keeping ``mapping`` and delete it (within ``cleanup_timeout`` seconds).
-
-        Takes a kept mapping or a :class:`PortMapping` value (kept or from
-        :meth:`map_port`). A cancellation during the delete lets it finish first
-        (bounded), so a Ctrl-C here still leaves nothing on the gateway.
-
-        Raises:
-            IGDError: the deletion failed (the gateway is gone, or timed out).
-        """
-        if isinstance(mapping, Kept):
-            leftover = await self._keeper.release(mapping, cleanup_timeout=cleanup_timeout)
-        else:
-            kept = next(
-                (
-                    k
-                    for k in self._keeper.kept()
-                    if (k.current.protocol, k.current.external_port)
-                    == (mapping.protocol, mapping.external_port)
-                ),
-                None,
-            )
-            if kept is not None:
-                leftover = await self._keeper.release(kept, cleanup_timeout=cleanup_timeout)
-            else:
-                # Not kept: it may be an old value, or its port may belong to someone else
-                # by now, so delete it only if the gateway still forwards it to us.
-                leftover = await self._keeper.delete(
-                    mapping, cleanup_timeout=cleanup_timeout, verify=True
-                )
-        if leftover is not None:
-            raise leftover.error
-
-    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
-        """Stop keeping; delete every kept mapping unless ``release=False``.
-
-        Never raises for a gateway that is gone: what could not be deleted is
-        returned, with the reason. Closes the gateways the mapper owns.
-        """
-        self._closed = True
-        try:
-            return await self._keeper.close(release=release)
-        finally:
-            self._hub.close()
-            owned, self._owned = self._owned, []
-            for gw in owned:
-                await gw.close()
+    async def _close_transport(self) -> None:
+        owned, self._owned = self._owned, []
+        for gw in owned:
+            await gw.close()
 
     @contextlib.asynccontextmanager
     async def mapped(
@@ -489,15 +355,4 @@ class PortMapper:
         try:
             yield kept
         finally:
-            warn_leftovers([await self._keeper.release(kept)])
-
-    async def __aenter__(self) -> PortMapper:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        warn_leftovers(await self.close())
+            await self._release_quietly(kept)

@@ -26,22 +26,12 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
-from types import TracebackType
 
 from .errors import PmpNotAuthorized
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE
-from .keeper import (
-    CLEANUP_TIMEOUT,
-    EventHub,
-    EventIterator,
-    Keeper,
-    Kept,
-    Leftover,
-    Outcome,
-    warn_leftovers,
-)
-from .lifecycle import Action, Event, State, effective_lease
-from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping
+from .keeper import Kept, Outcome
+from .keptmapping import DEFAULT_CHECK_INTERVAL, KeptMapping, MappingKeeper, describe_mapping
+from .lifecycle import Action, State, effective_lease
 from .models import PortMapping, Transport, TransportLike
 from .pmp import BACKGROUND_TIMEOUT, FOREGROUND_TIMEOUT, PmpClient
 from .proto import pcp
@@ -73,7 +63,7 @@ def derive_nonce(secret: bytes, client_ip: str, protocol: Transport, internal_po
     return hmac.new(secret, message, hashlib.sha256).digest()[: pcp.NONCE_SIZE]
 
 
-class PmpMapper:
+class PmpMapper(MappingKeeper):
     """Creates and keeps port mappings on one PCP or NAT-PMP gateway.
 
     Args:
@@ -103,16 +93,11 @@ class PmpMapper:
         self.request_timeout = request_timeout
         self._own = own_client
         self._secret = secret
-        self._closed = False
         #: Per internal endpoint: the client's restart count when it was last mapped.
         self._seen: dict[tuple[Transport, str, int], int] = {}
         self._restarts_handled = client.restarts
-        self._hub: EventHub[Event[PortMapping]] = EventHub()
-        self._keeper: Keeper[PortMapping] = Keeper(
-            self,
-            name=f"aioigd-{client.mechanism}-{client.host}",
-            check_interval=check_interval,
-            hub=self._hub,
+        super().__init__(
+            self, name=f"aioigd-{client.mechanism}-{client.host}", check_interval=check_interval
         )
 
     @property
@@ -134,10 +119,7 @@ class PmpMapper:
         return (subject.external_ip, subject.external_port)
 
     def describe(self, subject: PortMapping) -> str:
-        return (
-            f"{subject.mechanism} {subject.protocol.value} {subject.external_ip or '?'}:"
-            f"{subject.external_port} -> {subject.internal_client}:{subject.internal_port}"
-        )
+        return describe_mapping(subject)
 
     def _nonce(self, client_ip: str, protocol: Transport, internal_port: int) -> bytes:
         return derive_nonce(self._secret, client_ip, protocol, internal_port)
@@ -162,8 +144,7 @@ class PmpMapper:
         strict: bool,
         background: bool = False,
     ) -> tuple[PortMapping, int]:
-        if self._closed:
-            raise RuntimeError("this PmpMapper is closed")
+        self._check_open()
         if not 1 <= internal_port <= 65535:
             raise ValueError(f"internal port must be 1..65535, not {internal_port}")
         proto = Transport.parse(protocol)
@@ -251,22 +232,17 @@ class PmpMapper:
             internal_client=internal_client,
             strict=strict,
         )
-        for old in self._keeper.kept():
-            if self._same(old.current, mapping):
-                self._keeper.forget(old)  # the same mapping again: keep one
         self._seen[_key(mapping)] = self.client.restarts
-        kept = self._keeper.keep(
+        return self._start_keeping(
             mapping,
             requested_lease=lease if lease > 0 else PERMANENT_LIFETIME,
-            granted_lease=granted,
+            granted=granted,
             strict=strict,
-            cls=KeptMapping,
         )
-        assert isinstance(kept, KeptMapping)
-        return kept
 
     @staticmethod
     def _same(a: PortMapping, b: PortMapping) -> bool:
+        # PCP and NAT-PMP key a mapping by its internal endpoint.
         return (a.protocol, a.internal_client, a.internal_port) == (
             b.protocol,
             b.internal_client,
@@ -348,47 +324,9 @@ class PmpMapper:
         # lifecycle's schedule.
         return False
 
-    # -- the application's view ------------------------------------------------
-    def kept(self) -> list[KeptMapping]:
-        """The mappings being kept, in creation order."""
-        return [k for k in self._keeper.kept() if isinstance(k, KeptMapping)]
-
-    def active(self) -> list[PortMapping]:
-        """The kept mappings' current values."""
-        return [k.current for k in self._keeper.kept()]
-
-    def events(self) -> EventIterator[Event[PortMapping]]:
-        """Events of every mapping kept from now on, until :meth:`close`."""
-        return self._hub.subscribe()
-
-    async def release(
-        self, mapping: Kept[PortMapping] | PortMapping, *, cleanup_timeout: float = CLEANUP_TIMEOUT
-    ) -> None:
-        """Stop keeping ``mapping`` and delete it (within ``cleanup_timeout`` seconds)."""
-        bound = cleanup_timeout
-        if isinstance(mapping, Kept):
-            leftover = await self._keeper.release(mapping, cleanup_timeout=bound)
-        else:
-            kept = next((k for k in self._keeper.kept() if self._same(k.current, mapping)), None)
-            if kept is not None:
-                leftover = await self._keeper.release(kept, cleanup_timeout=bound)
-            else:
-                leftover = await self._keeper.delete(mapping, cleanup_timeout=bound, verify=True)
-        if leftover is not None:
-            raise leftover.error
-
-    async def close(self, *, release: bool = True) -> list[Leftover[PortMapping]]:
-        """Stop keeping; delete every kept mapping unless ``release=False``.
-
-        Never raises for a gateway that is gone: what could not be deleted is returned.
-        """
-        self._closed = True
-        try:
-            return await self._keeper.close(release=release)
-        finally:
-            self._hub.close()
-            if self._own:
-                await self.client.close()
+    async def _close_transport(self) -> None:
+        if self._own:
+            await self.client.close()
 
     @contextlib.asynccontextmanager
     async def mapped(
@@ -415,15 +353,4 @@ class PmpMapper:
         try:
             yield kept
         finally:
-            warn_leftovers([await self._keeper.release(kept)])
-
-    async def __aenter__(self) -> PmpMapper:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        warn_leftovers(await self.close())
+            await self._release_quietly(kept)

@@ -162,6 +162,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("aioigd.gateway",),
     ("aioigd.discovery",),
     ("aioigd.keeper",),
+    ("aioigd.keptmapping",),
     ("aioigd.mapflow",),
     ("aioigd.mapper", "aioigd.firewall"),
     ("aioigd.pmpmapper",),
