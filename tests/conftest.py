@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 
+from aioigd.session import set_default_transport
 from aioigd.testing import FakeIGD
+
+# AIOIGD_TEST_TRANSPORT=stdlib runs the whole suite over the asyncio-streams HTTP client.
+if os.environ.get("AIOIGD_TEST_TRANSPORT") == "stdlib":
+    set_default_transport("stdlib")
 
 # Loopback-only mode for aioigd itself, inherited by every subprocess a test starts
 # (tests/netlab.py drops it for commands run inside its isolated namespaces).
