@@ -285,8 +285,11 @@ class AiohttpClient(HttpClient):
                     local_addr=(self.local_addr, 0) if self.local_addr else None,
                     socket_factory=self._new_socket,
                 ),
-                skip_auto_headers=("User-Agent",),
+                # Nothing decompresses the body: advertising gzip would invite one.
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
                 auto_decompress=False,
+                # Gateways set no cookies; filtering the jar costs every request.
+                cookie_jar=ah.DummyCookieJar(),
             )
         return self._session
 
@@ -324,6 +327,9 @@ class AiohttpClient(HttpClient):
                     raise ResponseTooLarge(
                         f"{what}: Content-Length {length} exceeds {max_body} bytes"
                     )
+                if length is not None:
+                    # Within the cap already; one read (a short body is a payload error).
+                    return resp.status, await resp.read()
                 body = bytearray()
                 while chunk := await resp.content.read(_CHUNK):
                     body += chunk

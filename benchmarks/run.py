@@ -190,6 +190,11 @@ def fig_extip(b: Bench, p: Plan, loc: str) -> None:
     n = "50"
     jobs = [
         Job("aioigd", "worker_aioigd.py", ["extip", "--location", loc, "--n", n]),
+        Job(
+            "aioigd-stdlib",
+            "worker_aioigd.py",
+            ["extip", "--location", loc, "--n", n, "--transport", "stdlib"],
+        ),  # fmt: skip
         Job("miniupnpc", "worker_miniupnpc.py", ["extip", "--location", loc, "--n", n]),
         Job("aup", "worker_async_upnp_client.py", ["extip", "--location", loc, "--n", n]),
         Job("floor", "floor.py", ["soap", "--location", loc, "--n", n]),
@@ -201,6 +206,11 @@ def fig_mapdel(b: Bench, p: Plan, loc: str) -> None:
     n = "6" if p.quick else "10"
     jobs = [
         Job("aioigd", "worker_aioigd.py", ["mapdel", "--location", loc, "--n", n]),
+        Job(
+            "aioigd-stdlib",
+            "worker_aioigd.py",
+            ["mapdel", "--location", loc, "--n", n, "--transport", "stdlib"],
+        ),  # fmt: skip
         Job("miniupnpc", "worker_miniupnpc.py", ["mapdel", "--location", loc, "--n", n]),
         Job("aup", "worker_async_upnp_client.py", ["mapdel", "--location", loc, "--n", n]),
         Job("floor", "floor.py", ["mapdel", "--location", loc, "--n", n]),
@@ -486,11 +496,13 @@ def derive(col: Collector, bulk_n: int) -> None:
         for item in col.info.get(prefix, []):
             if item.get("actions"):
                 col.series[f"{prefix}/conns"].append(item["active_opens"] / item["actions"])
-    for prefix in ("aioigd", "miniupnpc", "aup", "floor"):
+    for prefix in ("aioigd", "aioigd-stdlib", "miniupnpc", "aup", "floor"):
         maps, dels = col.samples(f"{prefix}/map"), col.samples(f"{prefix}/delete")
         col.series[f"{prefix}/mapdel"] = [a + b for a, b in zip(maps, dels, strict=False)]
-    raw = zip(col.samples("aioigd/raw_map"), col.samples("aioigd/raw_delete"), strict=False)
-    col.series["aioigd/raw_mapdel"] = [a + b for a, b in raw]
+    for prefix in ("aioigd", "aioigd-stdlib"):
+        maps, dels = col.samples(f"{prefix}/raw_map"), col.samples(f"{prefix}/raw_delete")
+        raw = zip(maps, dels, strict=False)
+        col.series[f"{prefix}/raw_mapdel"] = [a + b for a, b in raw]
     busy = [f"{c}-busy{n}" for c in ("aioigd", "miniupnpc") for n in BUSY_SIZES]
     for prefix in ("aioigd-seed", "miniupnpc-seed", "aup-seed", *busy):
         col.series[f"{prefix}/requests"] = [float(x) for x in col.info_values(prefix, "requests")]
@@ -541,6 +553,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
         "ms",
         [
             Row("aioigd `get_external_ip_address()`", "aioigd/extip", ref=True),
+            Row("aioigd, stdlib HTTP client (as the CLI)", "aioigd-stdlib/extip"),
             Row("miniupnpc `externalipaddress()` (C)", "miniupnpc/extip"),
             Row(f"{aup} (`AiohttpRequester`, default)", "aup/extip"),
             Row(f"{aup} (`AiohttpSessionRequester`)", "aup/extip_session"),
@@ -561,6 +574,10 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
                 "aioigd/mapdel", "map_port = ExtIP + Add + GetSpecific", ref=True),
             Row("aioigd raw `add_port_mapping` + `get_specific…` + `delete…`",
                 "aioigd/raw_mapdel", "same 3 actions as the peers"),
+            Row("aioigd, stdlib HTTP client (as the CLI): `map_port` + delete",
+                "aioigd-stdlib/mapdel"),
+            Row("aioigd, stdlib HTTP client: the same 3 raw actions",
+                "aioigd-stdlib/raw_mapdel"),
             Row("miniupnpc add + getspecific + delete (C)", "miniupnpc/mapdel"),
             Row(f"{aup} add + get_specific + delete", "aup/mapdel"),
             Row("floor: the same 3 raw POSTs", "floor/mapdel", floor=True),

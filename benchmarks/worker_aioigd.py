@@ -16,6 +16,7 @@ from _common import BENCH_DESCRIPTION, emit, now, tcp_active_opens
 import aioigd
 from aioigd import Gateway, PortMapper
 from aioigd.multilayer import MultiLayerMapper
+from aioigd.session import set_default_transport
 
 
 async def fig_discover(a: argparse.Namespace) -> None:
@@ -195,7 +196,9 @@ def main() -> None:
     p.add_argument("--via", default="")
     p.add_argument("--probe-target", default=None)
     p.add_argument("--profile", default="", help="write a cProfile summary here")
+    p.add_argument("--transport", choices=("aiohttp", "stdlib"), default="aiohttp")
     a = p.parse_args()
+    set_default_transport(a.transport)
     asyncio.run(FIGURES[a.figure](a))
 
 
