@@ -12,11 +12,13 @@ never import aiohttp at all.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import importlib
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +43,7 @@ __all__ = [
     "StreamsClient",
     "TransportName",
     "load_aiohttp",
+    "start_loading_aiohttp",
     "new_client",
 ]
 
@@ -241,16 +244,45 @@ async def _read_chunked(reader: asyncio.StreamReader, *, what: str, max_body: in
 # -- aiohttp -----------------------------------------------------------------------------------
 
 
-async def load_aiohttp() -> Any:
-    """Import aiohttp in a worker thread unless it is already imported.
+_import: concurrent.futures.Future[Any] | None = None
+
+
+def _imported_aiohttp() -> Any:
+    module = sys.modules.get("aiohttp")
+    # Present but without ClientSession: another thread is importing it right now.
+    return module if getattr(module, "ClientSession", None) is not None else None
+
+
+def start_loading_aiohttp() -> None:
+    """Begin importing aiohttp in a worker thread (nothing if imported or under way).
 
     Its import takes ~0.2 s (it builds SSL contexts on purpose): inside a host
-    application's running loop that would stall every other task.
+    application's running loop that would stall every other task. Sessions start it
+    when created, discovery when it starts, so it overlaps the network wait.
     """
-    module = sys.modules.get("aiohttp")
-    if module is None or getattr(module, "ClientSession", None) is None:
-        module = await asyncio.to_thread(importlib.import_module, "aiohttp")
-    return module
+    global _import
+    if _import is not None or _imported_aiohttp() is not None:
+        return
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            future.set_result(importlib.import_module("aiohttp"))
+        except BaseException as exc:  # handed to whoever awaits it
+            future.set_exception(exc)
+
+    _import = future
+    threading.Thread(target=run, name="aioigd: import aiohttp", daemon=True).start()
+
+
+async def load_aiohttp() -> Any:
+    """aiohttp, imported off the event loop if it was not imported yet."""
+    module = _imported_aiohttp()
+    if module is not None:
+        return module
+    start_loading_aiohttp()
+    assert _import is not None
+    return await asyncio.wrap_future(_import)
 
 
 class AiohttpClient(HttpClient):
@@ -264,6 +296,7 @@ class AiohttpClient(HttpClient):
         )
         self._aiohttp: Any = None
         self._session: aiohttp.ClientSession | None = None
+        start_loading_aiohttp()
         self._urls: dict[str, yarl.URL] = {}
 
     def _new_socket(self, addr_info: tuple[Any, ...]) -> socket.socket:

@@ -25,7 +25,7 @@ from .errors import (
     RemoteProtocolError,
     UPnPError,
 )
-from .httpclient import HttpClient, Target, TransportName, new_client
+from .httpclient import HttpClient, Target, TransportName, new_client, start_loading_aiohttp
 from .netguard import check_destination
 from .proto import soap
 from .proto.description import MAX_DESCRIPTION_SIZE
@@ -169,6 +169,8 @@ class SoapSession:
         self.max_body = max_body
         self.stats = SessionStats()
         self.transport: TransportName = transport or _default_transport
+        if self.transport == "aiohttp":
+            start_loading_aiohttp()
         self._http: HttpClient | None = None
         self._closed = False
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
