@@ -109,6 +109,9 @@ class HttpClient:
         """
         raise NotImplementedError
 
+    async def ready(self) -> None:
+        """Make the client ready to send (outside any request's timeout)."""
+
     async def close(self) -> None:
         """Close every connection."""
 
@@ -305,6 +308,9 @@ class AiohttpClient(HttpClient):
         # Counting sockets here is ~10x cheaper per request than a TraceConfig.
         self.on_connect()
         return sock
+
+    async def ready(self) -> None:
+        await self._client()
 
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -113,7 +113,9 @@ def deadline(seconds: float) -> Iterator[float]:
     loop = asyncio.get_running_loop()
     at = loop.time() + seconds
     outer = _deadline.get()
-    token = _deadline.set(at if outer is None else min(at, outer))
+    if outer is not None:
+        at = min(at, outer)
+    token = _deadline.set(at)
     try:
         yield at
     finally:
@@ -217,6 +219,7 @@ class SoapSession:
         # Not cached: loopback-only mode can be switched on at any time.
         check_destination(host, what)
         client = self._client()
+        await client.ready()  # e.g. aiohttp's first import: not within any attempt's time
         # The timeout starts once a connection slot is ours: a request that waited for
         # its turn behind others was never sent, and must not time out as "unknown".
         async with self._slots:
