@@ -313,8 +313,11 @@ class AiohttpClient(HttpClient):
         await self._client()
 
     async def _client(self) -> aiohttp.ClientSession:
+        if self._aiohttp is None:
+            self._aiohttp = await load_aiohttp()
+        # Checked after the await: concurrent first requests must share one session.
         if self._session is None or self._session.closed:
-            ah = self._aiohttp = self._aiohttp or await load_aiohttp()
+            ah = self._aiohttp
             self._session = ah.ClientSession(
                 timeout=ah.ClientTimeout(total=None),
                 connector=ah.TCPConnector(
