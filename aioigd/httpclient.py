@@ -3,10 +3,10 @@
 Both do one exchange (send, read the capped body) and translate every transport
 error into the aioigd error tree; checks, timeouts and retries are the
 session's. aiohttp (the library's default: keep-alive, a mature parser) is
-imported off the event loop, in a worker thread, the first time a session needs
-it, so a host application's loop never stalls on its ~0.2 s import. The streams
-client needs nothing beyond asyncio: short-lived processes (the CLI) use it and
-never import aiohttp at all.
+imported with :mod:`aioigd.session` when no loop runs, and otherwise in a worker
+thread, so a host application's loop never stalls on its ~0.2 s import. The
+streams client needs nothing beyond asyncio: short-lived processes (the CLI)
+choose it first (:func:`set_default_transport`) and never import aiohttp at all.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ __all__ = [
     "TransportName",
     "load_aiohttp",
     "start_loading_aiohttp",
+    "prepare_aiohttp",
+    "set_default_transport",
+    "default_transport",
     "new_client",
 ]
 
@@ -248,6 +251,34 @@ async def _read_chunked(reader: asyncio.StreamReader, *, what: str, max_body: in
 
 
 _import: concurrent.futures.Future[Any] | None = None
+_default_transport: TransportName = "aiohttp"
+
+
+def set_default_transport(name: TransportName) -> None:
+    """Choose the HTTP client of sessions created without one: ``"aiohttp"`` (the
+    default) or ``"stdlib"`` (asyncio streams: no aiohttp import, one connection per
+    request; for short-lived processes such as the CLI)."""
+    global _default_transport
+    if name not in ("aiohttp", "stdlib"):
+        raise ValueError(f"transport must be 'aiohttp' or 'stdlib', not {name!r}")
+    _default_transport = name
+
+
+def default_transport() -> TransportName:
+    """The HTTP client new sessions use unless told otherwise."""
+    return _default_transport
+
+
+def prepare_aiohttp() -> None:
+    """Import aiohttp now when no event loop runs in this thread, else start importing
+    it in a worker thread (never on a running loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if _import is None:
+            importlib.import_module("aiohttp")
+        return
+    start_loading_aiohttp()
 
 
 def _imported_aiohttp() -> Any:

@@ -25,7 +25,16 @@ from .errors import (
     RemoteProtocolError,
     UPnPError,
 )
-from .httpclient import HttpClient, Target, TransportName, new_client, start_loading_aiohttp
+from .httpclient import (
+    HttpClient,
+    Target,
+    TransportName,
+    default_transport,
+    new_client,
+    prepare_aiohttp,
+    set_default_transport,
+    start_loading_aiohttp,
+)
 from .netguard import check_destination
 from .proto import soap
 from .proto.description import MAX_DESCRIPTION_SIZE
@@ -84,22 +93,12 @@ _MIN_RETRY = 0.2
 _MAX_TARGETS = 64
 
 _deadline: ContextVar[float | None] = ContextVar("aioigd_deadline", default=None)
-_default_transport: TransportName = "aiohttp"
 
-
-def set_default_transport(name: TransportName) -> None:
-    """Choose the HTTP client of sessions created without one: ``"aiohttp"`` (the
-    default) or ``"stdlib"`` (asyncio streams: no aiohttp import, one connection per
-    request; for short-lived processes such as the CLI)."""
-    global _default_transport
-    if name not in ("aiohttp", "stdlib"):
-        raise ValueError(f"transport must be 'aiohttp' or 'stdlib', not {name!r}")
-    _default_transport = name
-
-
-def default_transport() -> TransportName:
-    """The HTTP client new sessions use unless told otherwise."""
-    return _default_transport
+# Library users get aiohttp with this module: imported here when no loop runs (as a
+# top-level `from aioigd import discover` does), else in a thread. The CLI chose the
+# stdlib client before importing this module and never imports aiohttp.
+if default_transport() == "aiohttp":
+    prepare_aiohttp()
 
 
 @contextlib.contextmanager
@@ -170,7 +169,7 @@ class SoapSession:
         self.timeout = timeout
         self.max_body = max_body
         self.stats = SessionStats()
-        self.transport: TransportName = transport or _default_transport
+        self.transport: TransportName = transport or default_transport()
         if self.transport == "aiohttp":
             start_loading_aiohttp()
         self._http: HttpClient | None = None

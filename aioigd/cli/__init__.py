@@ -260,7 +260,7 @@ def main(
         # lines would repeat them through logging's last-resort handler.
         logging.getLogger("aioigd").addHandler(logging.NullHandler())
     output = Output(bool(getattr(args, "json", False)), out, err)
-    from ..session import set_default_transport
+    from ..httpclient import set_default_transport
 
     # A short-lived process: the asyncio-streams HTTP client spares it aiohttp's import.
     set_default_transport("stdlib")
