@@ -188,21 +188,33 @@ async def _read_line(reader: asyncio.StreamReader, what: str) -> bytes:
 async def _read_reply(
     reader: asyncio.StreamReader, *, what: str, max_body: int
 ) -> tuple[int, bytes]:
-    line = await _read_line(reader, what)
-    if not line:
-        raise ConnectionReset(f"{what}: the connection closed before a reply")
     try:
-        status = http1.parse_status_line(line)
-        lines: list[bytes] = []
-        size = len(line)
-        while (line := await _read_line(reader, what)).strip():
-            size += len(line)
-            if size > http1.MAX_HEAD_SIZE or len(lines) >= http1.MAX_HEADERS:
-                raise RemoteProtocolError(f"HTTP head over {http1.MAX_HEAD_SIZE} bytes")
-            lines.append(line)
-        if not line:
-            raise RemoteProtocolError("the connection closed inside the HTTP head")
-        head = http1.head_from_lines(status, lines)
+        # The whole head in one read: a gateway's head is a few hundred bytes.
+        lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")[:-2]
+    except asyncio.LimitOverrunError:
+        lines = []  # nothing consumed: read it line by line below
+    except asyncio.IncompleteReadError as exc:
+        # Closed before a CRLF CRLF: nothing at all, or a head with bare LF line ends
+        # (the whole reply is in hand then: read the body from what is left).
+        data = exc.partial
+        if not data:
+            raise ConnectionReset(f"{what}: the connection closed before a reply") from None
+        ends = [(i, len(sep)) for sep in (b"\n\n", b"\n\r\n") if (i := data.find(sep)) >= 0]
+        if not ends:
+            raise RemoteProtocolError(
+                f"{what}: the connection closed inside the HTTP head"
+            ) from None
+        end, sep_len = min(ends)
+        lines = data[:end].replace(b"\r\n", b"\n").split(b"\n")
+        rest = data[end + sep_len :]
+        reader = asyncio.StreamReader()
+        reader.feed_data(rest)
+        reader.feed_eof()
+    try:
+        if not lines:
+            lines = await _read_head_lines(reader, what)
+        status = http1.parse_status_line(lines[0])
+        head = http1.head_from_lines(status, [ln for ln in lines[1:] if ln.strip()])
     except RemoteProtocolError as exc:
         raise RemoteProtocolError(f"{what}: {exc}") from None
     if 300 <= head.status < 400:
@@ -225,6 +237,21 @@ async def _read_reply(
     except asyncio.IncompleteReadError:
         raise RemoteProtocolError(f"{what}: truncated or malformed body") from None
     return head.status, body
+
+
+async def _read_head_lines(reader: asyncio.StreamReader, what: str) -> list[bytes]:
+    """The status line and header lines, one line at a time (a head over the limit)."""
+    line = await _read_line(reader, what)
+    lines = [line]
+    size = len(line)
+    while (line := await _read_line(reader, what)).strip():
+        size += len(line)
+        if size > http1.MAX_HEAD_SIZE or len(lines) > http1.MAX_HEADERS:
+            raise RemoteProtocolError(f"HTTP head over {http1.MAX_HEAD_SIZE} bytes")
+        lines.append(line)
+    if not line:
+        raise RemoteProtocolError("the connection closed inside the HTTP head")
+    return lines
 
 
 async def _read_chunked(reader: asyncio.StreamReader, *, what: str, max_body: int) -> bytes:

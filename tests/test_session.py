@@ -20,7 +20,7 @@ from aioigd import (
     SoapSession,
     UnsafeURLError,
 )
-from aioigd.errors import IGDTimeoutError, InvalidAction, NoSuchEntryInArray
+from aioigd.errors import IGDError, IGDTimeoutError, InvalidAction, NoSuchEntryInArray
 from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.session import MIN_ATTEMPT, attempt_budget, deadline, default_transport
 from aioigd.testing import FakeIGD, Quirks
@@ -329,3 +329,78 @@ async def _current_deadline() -> float | None:
     from aioigd.session import _deadline
 
     return _deadline.get()
+
+
+class RawReply:
+    """Serves one canned reply (bytes) to every connection, then closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawReply:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.reply)
+            await writer.drain()
+        writer.close()
+
+
+BODY = b"line one\r\nline two\n\nend"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY,
+        b"HTTP/1.0 200 OK\nContent-Length: %d\n\n" % len(BODY) + BODY,  # bare LF head
+        b"HTTP/1.1 200\r\n\r\n" + BODY,  # no reason, no length: until the end
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nline \r\n"
+        + b"%x\r\n" % (len(BODY) - 5)
+        + BODY[5:]
+        + b"\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 20000 + b"\r\n\r\n" + BODY,  # > one-read head
+    ],
+    ids=["plain", "bare-lf", "until-close", "chunked", "long-header"],
+)
+async def test_stdlib_client_reads_every_framing(reply: bytes) -> None:
+    """The body comes back byte for byte, CRLFs and blank lines inside it included."""
+    async with RawReply(reply) as server:
+        async with SoapSession("127.0.0.1", timeout=3.0, transport="stdlib") as s:
+            url = f"http://127.0.0.1:{server.port}/d.xml"
+            if b"X-Pad" in reply:  # over the head limit: refused, not misread
+                with pytest.raises(RemoteProtocolError, match="head"):
+                    await s.get(url)
+            else:
+                assert await s.get(url) == BODY
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (b"", "closed before a reply"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "inside the HTTP head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "truncated"),
+        (b"SMTP 220 hello\r\n\r\n", "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx", "Content-Length"),
+        (b"HTTP/1.1 301 Moved\r\nLocation: http://evil/\r\n\r\n", "redirect refused"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "chunk"),
+    ],
+    ids=["empty", "cut-head", "cut-body", "not-http", "two-lengths", "redirect", "bad-chunk"],
+)
+async def test_stdlib_client_refuses_broken_replies(reply: bytes, error: str) -> None:
+    async with RawReply(reply) as server:
+        async with SoapSession("127.0.0.1", timeout=3.0, transport="stdlib") as s:
+            with pytest.raises(IGDError, match=error):
+                await s.get(f"http://127.0.0.1:{server.port}/d.xml")
