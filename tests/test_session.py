@@ -256,9 +256,9 @@ def transport(request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize(
     ("remaining", "attempt", "expected"),
     [
-        (5.0, 0, 5.0 / 3),  # a third of the time for the first of three attempts
-        (10 / 3, 1, 5.0 / 3),  # then half of what is left
-        (5.0 / 3, 2, 5.0 / 3),  # the last gets everything left
+        (5.0, 0, 1.25),  # a quarter of the time for the first of three attempts
+        (3.75, 1, 1.25),  # then a third of what is left
+        (2.5, 2, 2.5),  # the last gets everything left: half of the whole
         (2.0, 0, 2.0),  # too little for two attempts of MIN_ATTEMPT: one gets all
         (3.0, 0, MIN_ATTEMPT),  # never shorter than a SYN retransmit
         (30.0, 5, 30.0),
