@@ -46,6 +46,7 @@ __all__ = [
     "start_loading_aiohttp",
     "prepare_aiohttp",
     "set_default_transport",
+    "using_transport",
     "default_transport",
     "new_client",
 ]
@@ -289,6 +290,17 @@ def set_default_transport(name: TransportName) -> None:
     if name not in ("aiohttp", "stdlib"):
         raise ValueError(f"transport must be 'aiohttp' or 'stdlib', not {name!r}")
     _default_transport = name
+
+
+@contextlib.contextmanager
+def using_transport(name: TransportName) -> Iterator[None]:
+    """:func:`set_default_transport` inside the block only (the previous one after)."""
+    previous = _default_transport
+    set_default_transport(name)
+    try:
+        yield
+    finally:
+        set_default_transport(previous)
 
 
 def default_transport() -> TransportName:

@@ -75,10 +75,9 @@ async def test_seed_router_transcript_flow() -> None:
             assert ("TCP", 5555) in fake.mappings
 
 
-@pytest.mark.skipif(
-    default_transport() == "stdlib", reason="the stdlib client opens one connection per request"
-)
 async def test_keep_alive_one_connection_for_many_actions(fake_igd: FakeIGD) -> None:
+    if default_transport() == "stdlib":
+        pytest.skip("the stdlib client opens one connection per request")
     async with await Gateway.from_location(fake_igd.location) as gw:
         for _ in range(5):
             await gw.get_external_ip_address()
@@ -404,3 +403,15 @@ async def test_stdlib_client_refuses_broken_replies(reply: bytes, error: str) ->
         async with SoapSession("127.0.0.1", timeout=3.0, transport="stdlib") as s:
             with pytest.raises(IGDError, match=error):
                 await s.get(f"http://127.0.0.1:{server.port}/d.xml")
+
+
+def test_the_cli_uses_the_stdlib_client_and_leaves_the_default_alone() -> None:
+    import io
+
+    from aioigd.cli import main
+
+    before = default_transport()
+    err = io.StringIO()
+    code = main(["external-ip", "--gateway", "http://127.0.0.1:1/rootDesc.xml"], err=err)
+    assert code != 0 and "description" in err.getvalue()
+    assert default_transport() == before

@@ -260,12 +260,12 @@ def main(
         # lines would repeat them through logging's last-resort handler.
         logging.getLogger("aioigd").addHandler(logging.NullHandler())
     output = Output(bool(getattr(args, "json", False)), out, err)
-    from ..httpclient import set_default_transport
+    from ..httpclient import using_transport
 
-    # A short-lived process: the asyncio-streams HTTP client spares it aiohttp's import.
-    set_default_transport("stdlib")
     try:
-        return asyncio.run(_run(args, output))
+        # A short-lived process: the asyncio-streams HTTP client spares it aiohttp's import.
+        with using_transport("stdlib"):
+            return asyncio.run(_run(args, output))
     except KeyboardInterrupt:
         print("aioigd: interrupted", file=err)
         return ExitCode.INTERRUPTED
