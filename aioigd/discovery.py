@@ -21,12 +21,13 @@ import ipaddress
 import itertools
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .errors import GatewayNotFound, IGDConnectionError, IGDError, RemoteProtocolError
 from .gateway import Gateway
+from .httpclient import start_loading_aiohttp
 from .models import SearchResponse
 from .netguard import check_destination
 from .netutil import default_gateways, default_gateways_v6
@@ -443,7 +444,9 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
     )
 
 
-def _rank(gw: Gateway, defaults: set[str], networks: list[ipaddress.IPv4Network]) -> int:
+def _rank(
+    gw: Gateway, defaults: set[str], networks: Callable[[], list[ipaddress.IPv4Network]]
+) -> int:
     """0: the host's default gateway (the router in the path); 1: on one of the host's
     subnets; 2: anything else."""
     host = gw.host.strip("[]").split("%", 1)[0]
@@ -453,7 +456,7 @@ def _rank(gw: Gateway, defaults: set[str], networks: list[ipaddress.IPv4Network]
         ip = ipaddress.ip_address(host)
     except ValueError:
         return 2
-    return 1 if any(ip in net for net in networks) else 2
+    return 1 if any(ip in net for net in networks()) else 2
 
 
 def _why(rank: int) -> str:
@@ -469,8 +472,17 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
     # Several IGDs may answer (a mesh extender, a second router, a rogue device): the
     # default gateway wins, then one on our subnet; the first answer wins only when no
     # default gateway was asked, or it did not answer within prefer_window.
+    start_loading_aiohttp()  # in a thread, while the search waits for answers
     defaults = set(default_gateways()) if options.default_gateways and options.ipv4 else set()
-    networks = _local_networks() if defaults else []
+    # Only asked when an answer is not the default gateway, and after it was fetched:
+    # listing the interfaces (~2 ms) must not delay the search or the first fetch.
+    known: list[list[ipaddress.IPv4Network]] = []
+
+    def networks() -> list[ipaddress.IPv4Network]:
+        if not known:
+            known.append(_local_networks())
+        return known[0]
+
     ranked: list[tuple[int, int, Gateway]] = []
     loop = asyncio.get_running_loop()
     settle_at: float | None = None

@@ -489,8 +489,10 @@ def derive(col: Collector, bulk_n: int) -> None:
     for prefix in ("aioigd", "miniupnpc", "aup", "floor"):
         maps, dels = col.samples(f"{prefix}/map"), col.samples(f"{prefix}/delete")
         col.series[f"{prefix}/mapdel"] = [a + b for a, b in zip(maps, dels, strict=False)]
-    raw = zip(col.samples("aioigd/raw_map"), col.samples("aioigd/raw_delete"), strict=False)
-    col.series["aioigd/raw_mapdel"] = [a + b for a, b in raw]
+    for prefix in ("aioigd",):
+        maps, dels = col.samples(f"{prefix}/raw_map"), col.samples(f"{prefix}/raw_delete")
+        raw = zip(maps, dels, strict=False)
+        col.series[f"{prefix}/raw_mapdel"] = [a + b for a, b in raw]
     busy = [f"{c}-busy{n}" for c in ("aioigd", "miniupnpc") for n in BUSY_SIZES]
     for prefix in ("aioigd-seed", "miniupnpc-seed", "aup-seed", *busy):
         col.series[f"{prefix}/requests"] = [float(x) for x in col.info_values(prefix, "requests")]
@@ -758,6 +760,86 @@ def incomplete(col: Collector, mode: str) -> str:
     )
 
 
+def speed_targets(col: Collector) -> list[str]:
+    """Issue 14's targets, each beside the peers and the floor, with its verdict."""
+    nan = math.isnan
+
+    def cell(key: str) -> str:
+        v = m_(col, key)
+        return "—" if nan(v) else fmt(v)
+
+    rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def add(what: str, mine: str, peers: str, floor: str, a: float, limit: float) -> None:
+        if nan(a) or nan(limit):
+            return
+        ok = a <= limit
+        rows.append((what, mine, peers, floor, f"≤ {fmt(limit)}", verdict(ok)))
+
+    a, aup, mc = m_(col, "aioigd/extip"), "aup/extip", "miniupnpc/extip"
+    add(
+        "GetExternalIPAddress per call, aiohttp (ms) ≤ 0.7",
+        cell("aioigd/extip"),
+        f"async-upnp-client {cell(aup)}, miniupnpc (C) {cell(mc)}",
+        f"{cell('floor/extip')} (asyncio {cell('floor/extip_asyncio')})",
+        a,
+        0.7,
+    )
+    fl = m_(col, "floor/mapdel")
+    for prefix, what in (("aioigd", "aiohttp"),):
+        add(
+            f"Map + delete, the 3 raw actions, {what} (ms) ≤ 1.3× the 3 raw POSTs",
+            f"{cell(prefix + '/raw_mapdel')} (`map_port` + delete {cell(prefix + '/mapdel')})",
+            f"async-upnp-client {cell('aup/mapdel')}, miniupnpc (C) {cell('miniupnpc/mapdel')}",
+            cell("floor/mapdel"),
+            m_(col, f"{prefix}/raw_mapdel"),
+            1.3 * fl,
+        )
+    cli, aupc = m_(col, "cold/python -m aioigd add"), "cold/async-upnp-client one-shot script"
+    imp_key = "cold/python -c 'import aiohttp'"
+    add(
+        "Cold `aioigd add --gateway URL` (ms) ≤ 0.75× async-upnp-client",
+        f"{cell('cold/python -m aioigd add')} (console script "
+        f"{cell('cold/aioigd add (console script)')})",
+        f"async-upnp-client {cell(aupc)}, miniupnpc script "
+        f"{cell('cold/miniupnpc one-shot script')}, upnpc (C) {cell('cold/upnpc -u URL -a')}",
+        f"`python -c pass` {cell('cold/python -c pass')}, `import aiohttp` {cell(imp_key)}",
+        cli,
+        0.75 * m_(col, aupc),
+    )
+    rss, imp = "cold/python -m aioigd add#rss", "cold/python -c 'import aiohttp'#rss"
+    add(
+        "Cold process peak RSS (MB) ≤ 1.1× `import aiohttp` alone",
+        cell(rss),
+        f"async-upnp-client {cell(aupc + '#rss')}, miniupnpc script "
+        f"{cell('cold/miniupnpc one-shot script#rss')}",
+        f"`import aiohttp` {cell(imp)}, `python -c pass` {cell('cold/python -c pass#rss')}",
+        m_(col, rss),
+        1.1 * m_(col, imp),
+    )
+    add(
+        "Discovery → usable gateway (ms) ≤ 1.1× floor",
+        cell("aioigd/discover"),
+        f"miniupnpc {cell('miniupnpc/discover')}, async-upnp-client listener "
+        f"{cell('aup/discover_listener')}",
+        cell("floor/discovery"),
+        m_(col, "aioigd/discover"),
+        1.1 * m_(col, "floor/discovery"),
+    )
+    add("4 layers (discovery + traceroute) (ms) ≤ 1.3× 1 layer (the lead's item)",
+        cell("ml-auto-4/map"), "— (no peer maps through stacked NATs)",
+        f"1 layer {cell('ml-auto-1/map')}", m_(col, "ml-auto-4/map"),
+        1.3 * m_(col, "ml-auto-1/map"))  # fmt: skip
+    if not rows:
+        return []
+    out = [
+        "| target | aioigd | peers | floor | limit | verdict |",
+        "|---|---|---|---|---|---|",
+        *(f"| {' | '.join(r)} |" for r in rows),
+    ]
+    return out
+
+
 def targets(col: Collector) -> list[str]:
     out: list[str] = []
     nan = math.isnan
@@ -941,8 +1023,22 @@ def machine() -> list[str]:
     ]
 
 
+def separate_runs(paths: Sequence[str]) -> list[str]:
+    """Summaries of separate runs (benchmarks/soak.py, benchmarks/lossy.py), verbatim."""
+    out: list[str] = []
+    for name in paths:
+        lines = [ln for ln in Path(name).read_text().splitlines() if ln.startswith("{")]
+        for line in lines:
+            item = json.loads(line)
+            if "summary" in item or "tree" in item:
+                item.pop("seconds", None)
+                out.append(f"- `{Path(name).name}`: `{json.dumps(item, ensure_ascii=False)}`")
+    return ["### Separate runs (not timed here)", "", *out, ""] if out else []
+
+
 def write_results(path: Path, header: list[str], sections: list[tuple[str, list[Table]]],
-                  col: Collector, plan: Plan, elapsed: float) -> str:  # fmt: skip
+                  col: Collector, plan: Plan, elapsed: float,
+                  extra: Sequence[str] = ()) -> str:  # fmt: skip
     out = ["# aioigd benchmark results", "", *header, ""]
     out += [
         f"Run: `python3 benchmarks/run.py{' --quick' if plan.quick else ''} --reps {plan.reps}` "
@@ -952,6 +1048,11 @@ def write_results(path: Path, header: list[str], sections: list[tuple[str, list[
         "Cells: median [min–max] over all samples in ms unless stated; **aioigd ÷ this** < 1 "
         "means aioigd is faster; × floor = this ÷ the plain-socket figure.",
         "",
+        "## Issue 14 targets (one run: aioigd beside the peers and the floor)",
+        "",
+        *speed_targets(col),
+        "",
+        *extra,
         "## Targets",
         "",
         *targets(col),
@@ -991,6 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="repetitions per figure (default 5)")
     ap.add_argument("--only", default="", help="comma-separated figure numbers, e.g. 2,3")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
+    ap.add_argument("--include", action="append", default=[],
+                    help="a soak.py or lossy.py output to quote (repeatable)")  # fmt: skip
     a = ap.parse_args(argv)
     reason = lab_unavailable_reason()
     if reason:
@@ -1043,7 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     derive(col, plan.bulk_n)
     sections = tables(col, plan)
     out = Path(a.out)
-    text = write_results(out, header, sections, col, plan, elapsed)
+    text = write_results(out, header, sections, col, plan, elapsed, separate_runs(a.include))
     out.with_suffix(".json").write_text(
         json.dumps(
             {

@@ -266,17 +266,19 @@ async def test_add_any_port_mapping_is_never_sent_twice() -> None:
             assert fake.actions() == ["AddAnyPortMapping"]
 
 
-async def test_a_request_reset_twice_fails_within_the_timeout(fake: FakeIGD) -> None:
+async def test_a_request_reset_every_time_fails_within_the_timeout(fake: FakeIGD) -> None:
+    from aioigd.session import MAX_ATTEMPTS
+
     gw = await Gateway.from_location(fake.location, http_timeout=1.0)
     async with gw:
-        fake.quirks.lose_requests = 2
+        fake.quirks.lose_requests = MAX_ATTEMPTS
         loop = asyncio.get_running_loop()
         start = loop.time()
         with pytest.raises(IGDError):
             await gw.get_external_ip_address()
-        # Resets are instant; under two timeouts (1 s each) shows the retry shares the first.
+        # Resets are instant; under two timeouts (1 s each) shows the retries share one.
         assert loop.time() - start < 1.9
-        assert fake.actions() == ["GetExternalIPAddress"] * 2
+        assert fake.actions() == ["GetExternalIPAddress"] * MAX_ATTEMPTS
 
 
 async def test_m_search_is_sent_again_across_the_whole_window() -> None:

@@ -7,6 +7,9 @@ answer. With a keep-alive gateway, one TCP connection carries every action.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from aioigd import (
@@ -17,9 +20,11 @@ from aioigd import (
     SoapSession,
     UnsafeURLError,
 )
-from aioigd.errors import InvalidAction
+from aioigd.errors import IGDError, IGDTimeoutError, InvalidAction, NoSuchEntryInArray
 from aioigd.gateway import ENUMERATION_WINDOW
+from aioigd.session import MIN_ATTEMPT, attempt_budget, deadline
 from aioigd.testing import FakeIGD, Quirks
+from aioigd.testing.model import fault_body
 
 QUIRKS = {
     "plain": Quirks(),
@@ -149,7 +154,7 @@ async def test_session_close_is_idempotent_and_final(fake_igd: FakeIGD) -> None:
     await session.close()
     with pytest.raises(IGDConnectionError, match="closed"):
         await session.get(fake_igd.location)
-    assert session.stats.requests == 2
+    assert session.stats.requests == 1  # the refused one was never sent
     assert fake_igd.connections == 1
 
 
@@ -167,3 +172,203 @@ async def test_session_close_is_idempotent_and_final(fake_igd: FakeIGD) -> None:
 async def test_from_location_refuses_unsafe_urls(location: str) -> None:
     with pytest.raises(UnsafeURLError):
         await Gateway.from_location(location)
+
+
+# -- lossy links: deadline and retries (issue 10) ------------------------------------------------
+
+WAN = "urn:schemas-upnp-org:service:WANIPConnection:1"
+_EXTIP_REPLY = (
+    '<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
+    '<s:Body><u:GetExternalIPAddressResponse xmlns:u="' + WAN + '">'
+    "<NewExternalIPAddress>203.0.113.9</NewExternalIPAddress>"
+    "</u:GetExternalIPAddressResponse></s:Body></s:Envelope>"
+).encode()
+
+
+class Scripted:
+    """A raw HTTP server on loopback: plays one behaviour per connection, in order
+    ("hang": read the request, never answer; "drop": read it, close; "ok": 200;
+    a number: that UPnP fault), then "ok" forever. Records the actions it read."""
+
+    def __init__(self, *plays: str | int) -> None:
+        self.plays = list(plays)
+        self.actions: list[str] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._stop = asyncio.Event()
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Scripted:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._stop.set()
+        self._server.close()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/ctl/IPConn"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._play(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _play(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        action = ""
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            if name.lower() == "soapaction":
+                action = value.strip().strip('"').rpartition("#")[2]
+        await reader.readexactly(length)
+        self.actions.append(action)
+        play = self.plays.pop(0) if self.plays else "ok"
+        if play == "hang":
+            await self._stop.wait()
+        elif play == "ok":
+            body = _EXTIP_REPLY if action == "GetExternalIPAddress" else b""
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        elif isinstance(play, int):
+            body = fault_body(play)
+            writer.write(b"HTTP/1.1 500 Err\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+@pytest.mark.parametrize(
+    ("remaining", "attempt", "expected"),
+    [
+        (5.0, 0, 1.25),  # a quarter of the time for the first of three attempts
+        (3.75, 1, 1.25),  # then a third of what is left
+        (2.5, 2, 2.5),  # the last gets everything left: half of the whole
+        (2.0, 0, 2.0),  # too little for two attempts of MIN_ATTEMPT: one gets all
+        (3.0, 0, MIN_ATTEMPT),  # never shorter than a SYN retransmit
+        (30.0, 5, 30.0),
+    ],
+)
+def test_attempt_budget(remaining: float, attempt: int, expected: float) -> None:
+    assert attempt_budget(remaining, attempt) == pytest.approx(expected)
+
+
+async def test_an_unanswered_question_is_asked_again_in_time() -> None:
+    async with Scripted("hang") as server:
+        async with SoapSession("127.0.0.1", timeout=4.0) as s:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            out = await s.call(server.url, WAN, "GetExternalIPAddress")
+            took = loop.time() - start
+        assert out == {"NewExternalIPAddress": "203.0.113.9"}
+        assert server.actions == ["GetExternalIPAddress"] * 2
+        assert MIN_ATTEMPT <= took < 4.0  # the first attempt was cut short, within the timeout
+
+
+async def test_add_any_port_mapping_is_not_sent_again_after_a_timeout() -> None:
+    async with Scripted("hang") as server:
+        async with SoapSession("127.0.0.1", timeout=1.0) as s:
+            with pytest.raises(IGDTimeoutError, match="no answer within 1 s"):
+                await s.call(server.url, WAN, "AddAnyPortMapping")
+        assert server.actions == ["AddAnyPortMapping"]
+
+
+async def test_a_delete_whose_reply_was_lost_is_done() -> None:
+    """The first copy deleted the mapping and its reply was lost; the second copy's 714
+    means done, not "not found"."""
+    async with Scripted("drop", 714) as server:
+        async with SoapSession("127.0.0.1", timeout=3.0) as s:
+            assert await s.call(server.url, WAN, "DeletePortMapping") == {}
+        assert server.actions == ["DeletePortMapping"] * 2
+    async with Scripted(714) as server:  # a first answer of 714 stays "no such entry"
+        async with SoapSession("127.0.0.1", timeout=3.0) as s:
+            with pytest.raises(NoSuchEntryInArray):
+                await s.call(server.url, WAN, "DeletePortMapping")
+
+
+async def test_the_command_deadline_bounds_every_request() -> None:
+    async with Scripted("hang", "hang", "hang") as server:
+        async with SoapSession("127.0.0.1", timeout=20.0) as s:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with deadline(0.6), pytest.raises(IGDTimeoutError):
+                await s.call(server.url, WAN, "GetExternalIPAddress")
+            assert loop.time() - start < 5.0  # generous; without the deadline: 20 s
+            with deadline(0.0), pytest.raises(IGDTimeoutError, match="deadline"):
+                await s.call(server.url, WAN, "GetExternalIPAddress")
+        assert len(server.actions) == 1  # 0.6 s is too short to cut: one attempt, none after
+
+
+async def test_deadline_is_inherited_by_tasks_and_never_extended() -> None:
+    loop = asyncio.get_running_loop()
+    with deadline(10.0) as outer:
+        with deadline(60.0) as inner:
+            assert inner == outer  # a nested deadline never extends an outer one
+        seen = await asyncio.create_task(_current_deadline())
+    assert seen == outer
+    assert outer <= loop.time() + 10.0
+    assert await _current_deadline() is None
+
+
+async def _current_deadline() -> float | None:
+    from aioigd.session import _deadline
+
+    return _deadline.get()
+
+
+class RawReply:
+    """Serves one canned reply (bytes) to every connection, then closes."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawReply:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.reply)
+            await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+        b"SMTP 220 hello\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+        b"HTTP/1.1 301 Moved\r\nLocation: http://evil/\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["empty", "cut-head", "cut-body", "not-http", "two-lengths", "redirect", "bad-chunk"],
+)
+async def test_broken_replies_are_typed_errors(reply: bytes) -> None:
+    """Whatever a broken gateway sends back, the caller gets an IGDError, in time."""
+    async with RawReply(reply) as server:
+        async with SoapSession("127.0.0.1", timeout=3.0) as s:
+            with pytest.raises(IGDError):
+                await s.get(f"http://127.0.0.1:{server.port}/d.xml")

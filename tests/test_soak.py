@@ -5,6 +5,8 @@
   asyncio tasks afterwards as before.
 - 2,000 ``PortMapper.keep()`` / ``release()`` cycles on one Gateway: fds and live objects
   flat, no keeper task left behind, nothing left on the gateway.
+- 100 mappings kept with 2 s leases for 8 s (each renewed every second): fds, tasks and
+  traced memory flat (``benchmarks/soak.py`` runs 1,000 for 30 minutes).
 
 The fake records every request; the tests clear that record as they go so that the fake's
 own bookkeeping does not count as growth. Memory and fd figures are printed for the report;
@@ -24,6 +26,7 @@ from collections.abc import Callable
 import pytest
 
 import aioigd
+from aioigd.session import MAX_CONNECTIONS
 from aioigd.testing import FakeIGD
 from tests.conftest import loopback_search
 
@@ -149,3 +152,58 @@ async def test_two_thousand_map_release_cycles_leave_nothing(
     assert grown < OBJECT_MARGIN, f"{grown} more live objects after {MAPPING_CYCLES} cycles"
     # The session is reused: connections stay far below requests (the fake keeps them alive).
     assert stats.connections <= 8 < stats.requests
+
+
+KEPT = 100
+KEPT_LEASE = 2  # seconds: renewed every second
+KEPT_HOLD = 8.0  # seconds held after all are mapped
+
+
+def rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+async def test_many_kept_mappings_with_short_leases_stay_flat(
+    fake_igd: FakeIGD, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14: many kept mappings renewed over and over: fds, tasks and memory flat."""
+    fds_before = open_fds()
+    tasks_before = len(asyncio.all_tasks())
+    gw = await aioigd.Gateway.from_location(fake_igd.location)
+    pm = aioigd.PortMapper(gw, own_gateway=True)
+    tracemalloc.start()
+    try:
+        kept = [await pm.keep(30000 + i, lease=KEPT_LEASE) for i in range(KEPT)]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        samples: list[tuple[float, int, int, int, int]] = []
+        while (now := loop.time() - start) < KEPT_HOLD:
+            await asyncio.sleep(1.0)
+            fake_igd.requests.clear()
+            samples.append((now, open_fds(), len(asyncio.all_tasks()), traced(), rss_kib()))
+        renewals = gw.session.stats.requests
+        assert all(k.state.value in ("active", "renewing") for k in kept), {k.state for k in kept}
+        assert len(fake_igd.mappings) == KEPT
+    finally:
+        tracemalloc.stop()
+        failed = await pm.close()
+    assert failed == []
+    assert fake_igd.mappings == {}
+    # From the second sample on (the first renewals have allocated what they keep).
+    first, last = samples[1], samples[-1]
+    with capsys.disabled():
+        print(
+            f"\n[soak] {KEPT} kept mappings, lease {KEPT_LEASE} s, {KEPT_HOLD:g} s: "
+            f"{renewals} requests; fds {first[1]} -> {last[1]}, tasks {first[2]} -> {last[2]}, "
+            f"traced {first[3] / 1024:.0f} -> {last[3] / 1024:.0f} KiB, "
+            f"RSS {first[4]} -> {last[4]} KiB"
+        )
+    assert renewals >= KEPT * 3  # each one was renewed several times while held
+    # Renewals in flight come and go (and the fake serves them in this loop): bounded by
+    # the connection limit and the number of mappings, not growing with time.
+    assert max(s[1] for s in samples[1:]) <= first[1] + MAX_CONNECTIONS
+    assert max(s[2] for s in samples[1:]) <= first[2] + 2 * KEPT
+    assert last[3] - first[3] < MEMORY_MARGIN
+    assert await settled(fds_before, open_fds) == fds_before
+    assert await settled(tasks_before, lambda: len(asyncio.all_tasks())) == tasks_before
