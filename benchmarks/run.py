@@ -397,11 +397,16 @@ def render_importtime(data: dict[str, Any], command: str) -> str:
 
 
 def importtime_cum(data: dict[str, Any], name: str) -> float:
-    """Cumulative ms of the first import of ``name`` (0 when it was not imported)."""
+    """Cumulative ms of the first import of ``name`` (0 when it was not imported).
+
+    When the package itself has no row (imported in a worker thread, its rows interleave
+    with the main thread's), the largest of its submodules' is a lower bound.
+    """
     for r in data["rows"]:
         if r["name"] == name:
             return float(r["cum"]) / 1000
-    return 0.0
+    subs = [float(r["cum"]) for r in data["rows"] if str(r["name"]).startswith(name + ".")]
+    return max(subs) / 1000 if subs else 0.0
 
 
 # -- presentation -------------------------------------------------------------------------------
