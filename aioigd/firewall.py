@@ -19,7 +19,6 @@ import logging
 from collections.abc import AsyncIterator, Hashable
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 from .discovery import SearchOptions, rediscover, rediscovery_options
@@ -40,6 +39,7 @@ from .keeper import (
     EventIterator,
     Keeper,
     Kept,
+    KeptEndpoint,
     Leftover,
     Outcome,
     warn_leftovers,
@@ -69,33 +69,13 @@ def _describe(p: Pinhole) -> str:
     return f"pinhole {p.unique_id} ({p.protocol.value} [{p.internal_client}]:{p.internal_port})"
 
 
-class KeptPinhole(Kept[Pinhole]):
+class KeptPinhole(KeptEndpoint[Pinhole]):
     """A pinhole aioigd keeps open; its fields are those of :attr:`current`."""
 
     @property
     def unique_id(self) -> int:
         """The gateway's UniqueID (changes when the pinhole had to be re-added)."""
         return self.current.unique_id
-
-    @property
-    def internal_client(self) -> str:
-        return self.current.internal_client
-
-    @property
-    def internal_port(self) -> int:
-        return self.current.internal_port
-
-    @property
-    def protocol(self) -> Transport:
-        return self.current.protocol
-
-    @property
-    def lease(self) -> int:
-        return self.current.lease
-
-    def as_dict(self) -> dict[str, Any]:
-        """The current pinhole's fields plus ``state``."""
-        return {**self.current.as_dict(), "state": self.state.value}
 
 
 class FirewallControl:

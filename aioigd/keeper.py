@@ -37,12 +37,15 @@ from .lifecycle import (
     RenewalFailed,
     State,
 )
+from .models import Transport
 from .tasks import finish, stop_task
 
 __all__ = [
     "Backend",
     "Outcome",
     "Kept",
+    "KeptEndpoint",
+    "Held",
     "Keeper",
     "Leftover",
     "EventIterator",
@@ -281,6 +284,61 @@ class Kept(Generic[T]):
         self._changed.set()
         if event.state in (State.RELEASED, State.FAILED):
             self._hub.close()
+
+
+class Held(Protocol):
+    """The fields every kept subject shows (a :class:`~aioigd.PortMapping` or a
+    :class:`~aioigd.Pinhole`)."""
+
+    @property
+    def internal_client(self) -> str: ...
+
+    @property
+    def internal_port(self) -> int: ...
+
+    @property
+    def protocol(self) -> Transport: ...
+
+    @property
+    def lease(self) -> int: ...
+
+    @property
+    def gateway(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+H = TypeVar("H", bound=Held)
+
+
+class KeptEndpoint(Kept[H]):
+    """A kept mapping or pinhole whose fields are those of :attr:`current`."""
+
+    @property
+    def internal_client(self) -> str:
+        return self.current.internal_client
+
+    @property
+    def internal_port(self) -> int:
+        return self.current.internal_port
+
+    @property
+    def protocol(self) -> Transport:
+        return self.current.protocol
+
+    @property
+    def lease(self) -> int:
+        """The lease renewals are scheduled by (0 = permanent)."""
+        return self.current.lease
+
+    @property
+    def gateway(self) -> str:
+        """Where it is held: the gateway's LOCATION (``pcp://…`` for PCP)."""
+        return self.current.gateway
+
+    def as_dict(self) -> dict[str, Any]:
+        """The current value's fields plus ``state``."""
+        return {**self.current.as_dict(), "state": self.state.value}
 
 
 class Keeper(Generic[T]):

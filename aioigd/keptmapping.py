@@ -10,7 +10,7 @@ mappings, their events, release and close — is this one class,
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from .keeper import (
     CLEANUP_TIMEOUT,
@@ -19,11 +19,12 @@ from .keeper import (
     EventIterator,
     Keeper,
     Kept,
+    KeptEndpoint,
     Leftover,
     warn_leftovers,
 )
 from .lifecycle import Event
-from .models import PortMapping, Transport
+from .models import PortMapping
 
 __all__ = ["KeptMapping", "MappingKeeper", "describe_mapping", "DEFAULT_CHECK_INTERVAL"]
 
@@ -32,7 +33,7 @@ __all__ = ["KeptMapping", "MappingKeeper", "describe_mapping", "DEFAULT_CHECK_IN
 DEFAULT_CHECK_INTERVAL = 300.0
 
 
-class KeptMapping(Kept[PortMapping]):
+class KeptMapping(KeptEndpoint[PortMapping]):
     """A port mapping aioigd keeps alive; its fields are those of :attr:`current`."""
 
     @property
@@ -44,32 +45,6 @@ class KeptMapping(Kept[PortMapping]):
     def external_port(self) -> int:
         """The external port (may change if the port had to be moved)."""
         return self.current.external_port
-
-    @property
-    def internal_client(self) -> str:
-        return self.current.internal_client
-
-    @property
-    def internal_port(self) -> int:
-        return self.current.internal_port
-
-    @property
-    def protocol(self) -> Transport:
-        return self.current.protocol
-
-    @property
-    def lease(self) -> int:
-        """The lease renewals are scheduled by (0 = permanent)."""
-        return self.current.lease
-
-    @property
-    def gateway(self) -> str:
-        """The LOCATION of the gateway that holds it (``pcp://…`` for PCP)."""
-        return self.current.gateway
-
-    def as_dict(self) -> dict[str, Any]:
-        """The current mapping's fields plus ``state``."""
-        return {**self.current.as_dict(), "state": self.state.value}
 
     def __repr__(self) -> str:
         return f"<KeptMapping {self.state.value} {describe_mapping(self.current)}>"
