@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .discovery import SearchOptions
+from .discovery import SearchOptions, ssdp_presence
 from .errors import (
     IGDConnectionError,
     IGDError,
@@ -30,10 +30,9 @@ from .errors import (
 )
 from .gateway import Gateway
 from .mapper import PortMapper
-from .netguard import check_destination
 from .pmp import Mechanism, PmpClient, client_for
 from .pmpmapper import PmpMapper
-from .proto.ssdp import IGD_SEARCH_TARGETS, SSDP_PORT, build_msearch, parse_ssdp
+from .proto.ssdp import SSDP_PORT
 
 __all__ = [
     "MappingProtocol",
@@ -134,43 +133,6 @@ class Probe:
         self.candidates.clear()
 
 
-class _Presence(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        try:
-            answer = parse_ssdp(data, str(addr[0]))
-        except IGDError:
-            return
-        if answer is not None and not self.result.done():
-            self.result.set_result(True)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.result.done():
-            self.result.set_result(False)  # ICMP port unreachable: nothing on 1900
-
-
-async def _ssdp_presence(host: str, timeout: float) -> bool | None:
-    """Does ``host`` answer SSDP at all? One M-SEARCH on a connected socket, so that
-    an ICMP port-unreachable says "no" at once (an unconnected search socket never
-    hears it). True: it answered; False: nothing listens; None: no word in time."""
-    check_destination(host, "SSDP search")
-    loop = asyncio.get_running_loop()
-    transport, presence = await loop.create_datagram_endpoint(
-        _Presence, remote_addr=(host, SSDP_PORT)
-    )
-    try:
-        where = f"[{host}]" if ":" in host else host
-        transport.sendto(build_msearch(IGD_SEARCH_TARGETS[0], host=f"{where}:{SSDP_PORT}", mx=1))
-        async with asyncio.timeout(timeout):
-            return await presence.result
-    except TimeoutError:
-        return None
-    finally:
-        transport.close()
-
-
 async def _ask_pmp(mechanism: Mechanism, host: str, timeout: float) -> Candidate:
     client = client_for(mechanism, host)
     try:
@@ -216,7 +178,7 @@ async def probe_gateway(
             if upnp is not None:
                 jobs[proto] = asyncio.create_task(ask_upnp())
                 if host is not None:
-                    presence = asyncio.create_task(_ssdp_presence(host, search_timeout))
+                    presence = asyncio.create_task(ssdp_presence(host, search_timeout))
         elif host is not None:
             jobs[proto] = asyncio.create_task(_ask_pmp(proto, host, search_timeout))
         else:

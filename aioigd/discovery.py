@@ -49,6 +49,7 @@ __all__ = [
     "search",
     "rediscover",
     "rediscovery_options",
+    "ssdp_presence",
     "SearchOptions",
     "SsdpProtocol",
     "multicast_interfaces",
@@ -381,6 +382,43 @@ async def _confirm(
     data = build_msearch(st, host=_host_header(host, SSDP_PORT), mx=1)
     transport.sendto(data, _sockaddr(host, SSDP_PORT))
     return transport
+
+
+class _Presence(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.result: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        try:
+            answer = parse_ssdp(data, str(addr[0]))
+        except IGDError:
+            return
+        if answer is not None and not self.result.done():
+            self.result.set_result(True)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.result.done():
+            self.result.set_result(False)  # ICMP port unreachable: nothing on 1900
+
+
+async def ssdp_presence(host: str, timeout: float) -> bool | None:
+    """Does ``host`` answer SSDP at all? One M-SEARCH on a connected socket, so that
+    an ICMP port-unreachable says "no" at once (an unconnected search socket never
+    hears it). True: it answered; False: nothing listens; None: no word in time."""
+    check_destination(host, "SSDP search")
+    loop = asyncio.get_running_loop()
+    transport, presence = await loop.create_datagram_endpoint(
+        _Presence, remote_addr=(host, SSDP_PORT)
+    )
+    try:
+        msearch = build_msearch(IGD_SEARCH_TARGETS[0], host=_host_header(host, SSDP_PORT), mx=1)
+        transport.sendto(msearch)
+        async with asyncio.timeout(timeout):
+            return await presence.result
+    except TimeoutError:
+        return None
+    finally:
+        transport.close()
 
 
 async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchResponse]:
