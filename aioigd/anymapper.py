@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .discovery import SearchOptions, ssdp_presence
+from .discovery import SearchOptions, discover, ssdp_presence
 from .errors import (
     IGDConnectionError,
     IGDError,
@@ -30,6 +31,7 @@ from .errors import (
 )
 from .gateway import Gateway
 from .mapper import PortMapper
+from .netutil import default_gateways
 from .pmp import Mechanism, PmpClient, client_for
 from .pmpmapper import PmpMapper
 from .proto.ssdp import SSDP_PORT
@@ -41,6 +43,8 @@ __all__ = [
     "Candidate",
     "Probe",
     "probe_gateway",
+    "probe_search",
+    "pcp_host",
     "map_first",
     "parse_protocols",
     "PREFER_WINDOW",
@@ -239,6 +243,40 @@ async def probe_gateway(
         result.why_not(),
     )
     return result
+
+
+def pcp_host(search: SearchOptions) -> str | None:
+    """Where the first layer is asked in PCP / NAT-PMP: the first unicast target of
+    ``search`` given as an address, else the default gateway (if ``search`` may use it)."""
+    for target in search.unicast:
+        if isinstance(target, tuple):
+            host = target[0]
+        else:
+            host = target.rpartition(":")[0] if target.count(":") == 1 else target
+        try:
+            return str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            continue
+    if not search.default_gateways:
+        return None
+    defaults = default_gateways()
+    return defaults[0] if defaults else None
+
+
+async def probe_search(
+    search: SearchOptions,
+    *,
+    protocols: Sequence[MappingProtocol] = DEFAULT_PROTOCOLS,
+    search_timeout: float = 2.0,
+) -> Probe:
+    """The first layer: what ``search`` finds over UPnP and :func:`pcp_host` over PCP and
+    NAT-PMP, asked at once (see :func:`probe_gateway`)."""
+    return await probe_gateway(
+        pcp_host(search),
+        protocols=protocols,
+        upnp=(lambda: discover(search)) if "upnp" in protocols else None,
+        search_timeout=search_timeout,
+    )
 
 
 def _ok(task: asyncio.Task[Candidate]) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .anymapper import (
     map_first,
     parse_protocols,
     probe_gateway,
+    probe_search,
 )
 from .discovery import SearchOptions, discover
 from .errors import GatewayNotFound, HopsUnavailable, IGDError, NextLayerNotFound
@@ -46,7 +46,6 @@ from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
 from .models import PortMapping, StopReason, Transport, TransportLike, is_global_address
-from .netutil import default_gateways
 from .platform import subnet_gateway_candidates
 from .proto.ssdp import SSDP_PORT
 from .tasks import stop_task
@@ -261,7 +260,9 @@ class MultiLayerMapper:
         if hint:
             return await self._probe_hint(hint)
         search = self.search or SearchOptions(http_timeout=self.http_timeout)
-        return await self._ask(_pmp_host(search), lambda: discover(search))
+        return await probe_search(
+            search, protocols=self.protocols, search_timeout=self.search_timeout
+        )
 
     def _start_probes(self, target: str) -> list[asyncio.Task[_Hop]]:
         """One task per TTL: find that hop, then ask it in every protocol — all at once,
@@ -624,21 +625,6 @@ class MultiLayerMapper:
         tb: TracebackType | None,
     ) -> None:
         warn_leftovers(await self.release())
-
-
-def _pmp_host(search: SearchOptions) -> str | None:
-    """Where layer 1 is asked in PCP / NAT-PMP: the first unicast search target given as
-    an address, else the default gateway (if the search may use it)."""
-    for target in search.unicast:
-        host = target[0] if isinstance(target, tuple) else _split_hint(target)[0]
-        try:
-            return str(ipaddress.ip_address(host.strip("[]")))
-        except ValueError:
-            continue
-    if not search.default_gateways:
-        return None
-    defaults = default_gateways()
-    return defaults[0] if defaults else None
 
 
 def _split_hint(hint: str) -> tuple[str, int]:

@@ -56,39 +56,15 @@ def _gateway_dict(gw: Any) -> dict[str, Any]:
     }
 
 
-def _pmp_host(args: argparse.Namespace) -> str | None:
-    """Where PCP / NAT-PMP are asked: the first --search host, else the default gateway."""
-    import ipaddress
-
-    from ..netutil import default_gateways
-
-    for target in args.search:
-        host = str(target).rsplit(":", 1)[0] if str(target).count(":") == 1 else str(target)
-        try:
-            return str(ipaddress.ip_address(host.strip("[]")))
-        except ValueError:
-            continue
-    if args.no_default_gateways:
-        return None
-    gateways = default_gateways()
-    return gateways[0] if gateways else None
-
-
 async def _probe(args: argparse.Namespace, out: Output) -> Any:
     """Ask the gateway in every protocol of --protocols at once (see aioigd.anymapper)."""
-    from ..anymapper import probe_gateway
-    from ..discovery import discover
+    from ..anymapper import pcp_host, probe_search
 
-    host = _pmp_host(args)
-    names = ", ".join(args.protocols)
-    out.progress(f"asking {host or 'the LAN'} in {names} (up to {args.timeout:g} s)")
     options = search_options(args)
-    found = await probe_gateway(
-        host,
-        protocols=args.protocols,
-        upnp=(lambda: discover(options)) if "upnp" in args.protocols else None,
-        search_timeout=args.timeout,
-    )
+    names = ", ".join(args.protocols)
+    where = pcp_host(options) or "the LAN"
+    out.progress(f"asking {where} in {names} (up to {args.timeout:g} s)")
+    found = await probe_search(options, protocols=args.protocols, search_timeout=args.timeout)
     if not found.candidates:
         from ..errors import GatewayNotFound
 
@@ -112,6 +88,7 @@ async def _speaks(host: str, protocols: list[str]) -> list[str]:
 
 
 async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
+    from ..anymapper import pcp_host
     from ..discovery import discover_all
     from ..errors import GatewayNotFound
     from ..gateway import Gateway
@@ -144,7 +121,7 @@ async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
                 f"speaks {','.join(d['speaks'])}"
             )
         if not gateways:
-            host = _pmp_host(args)
+            host = pcp_host(search_options(args))
             speaks = await _speaks(host, pmp) if host else []
             if not speaks:
                 asked = f"asked {host}" if host else "no default gateway to ask"
