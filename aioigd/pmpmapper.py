@@ -33,7 +33,7 @@ from .keeper import Kept, Outcome
 from .keptmapping import DEFAULT_CHECK_INTERVAL, KeptMapping, MappingKeeper, describe_mapping
 from .lifecycle import Action, State, effective_lease
 from .models import PortMapping, Transport, TransportLike
-from .pmp import BACKGROUND_TIMEOUT, FOREGROUND_TIMEOUT, PmpClient
+from .pmp import BACKGROUND_TIMEOUT, FOREGROUND_TIMEOUT, PmpClient, PmpGrant
 from .proto import pcp
 
 __all__ = ["PmpMapper", "PERMANENT_LIFETIME", "derive_nonce"]
@@ -124,13 +124,38 @@ class PmpMapper(MappingKeeper):
     def _nonce(self, client_ip: str, protocol: Transport, internal_port: int) -> bytes:
         return derive_nonce(self._secret, client_ip, protocol, internal_port)
 
-    def _who(self, internal_client: str | None) -> tuple[str, str | None]:
-        """(the internal client, the THIRD_PARTY address to send, if any)."""
+    async def _send(
+        self,
+        protocol: Transport,
+        internal_port: int,
+        internal_client: str | None,
+        *,
+        lifetime: int,
+        suggested_port: int = 0,
+        strict: bool = False,
+        background: bool = False,
+    ) -> tuple[str, PmpGrant]:
+        """One MAP (lifetime 0: a delete) for ``internal_client`` (default: this host);
+        returns the internal client and what was granted."""
+        await self.client.open()
         local = self.client.local_address
         client_ip = internal_client or local
-        if self.behind_nat or _same_address(client_ip, local):
-            return client_ip, None
-        return client_ip, client_ip
+        # Another LAN host is a THIRD_PARTY mapping; behind another NAT the gateway sees
+        # that NAT's address as the sender, which is then the client address itself.
+        third = not (self.behind_nat or _same_address(client_ip, local))
+        grant = await self.client.map(
+            protocol,
+            internal_port,
+            lifetime=lifetime,
+            nonce=self._nonce(client_ip, protocol, internal_port),
+            suggested_port=suggested_port,
+            client_ip=None if third else client_ip,
+            third_party=client_ip if third else None,
+            prefer_failure=strict,
+            request_timeout=BACKGROUND_TIMEOUT if background else self.request_timeout,
+            background=background,
+        )
+        return client_ip, grant
 
     async def _map(
         self,
@@ -148,20 +173,15 @@ class PmpMapper(MappingKeeper):
         if not 1 <= internal_port <= 65535:
             raise ValueError(f"internal port must be 1..65535, not {internal_port}")
         proto = Transport.parse(protocol)
-        await self.client.open()
-        client_ip, third_party = self._who(internal_client)
         wanted = internal_port if external_port is None else external_port
         requested = lease if lease > 0 else PERMANENT_LIFETIME
-        grant = await self.client.map(
+        client_ip, grant = await self._send(
             proto,
             internal_port,
+            internal_client,
             lifetime=requested,
-            nonce=self._nonce(client_ip, proto, internal_port),
             suggested_port=wanted,
-            client_ip=None if third_party else client_ip,
-            third_party=third_party,
-            prefer_failure=strict,
-            request_timeout=BACKGROUND_TIMEOUT if background else self.request_timeout,
+            strict=strict,
             background=background,
         )
         mapping = PortMapping(
@@ -282,16 +302,9 @@ class PmpMapper(MappingKeeper):
         """Delete one of our mappings (lifetime 0, same nonce); a mapping the gateway
         says is not ours (NOT_AUTHORIZED: another nonce) is left alone."""
         self._seen.pop(_key(subject), None)
-        client_ip, third_party = self._who(subject.internal_client)
         try:
-            await self.client.map(
-                subject.protocol,
-                subject.internal_port,
-                lifetime=0,
-                nonce=self._nonce(client_ip, subject.protocol, subject.internal_port),
-                client_ip=None if third_party else client_ip,
-                third_party=third_party,
-                request_timeout=self.request_timeout,
+            await self._send(
+                subject.protocol, subject.internal_port, subject.internal_client, lifetime=0
             )
         except PmpNotAuthorized:
             if not verify:
@@ -306,18 +319,7 @@ class PmpMapper(MappingKeeper):
     ) -> None:
         """Delete the mapping of ``internal_port`` made by aioigd (this or another
         process) for ``internal_client`` (default: this host)."""
-        proto = Transport.parse(protocol)
-        await self.client.open()
-        client_ip, third_party = self._who(internal_client)
-        await self.client.map(
-            proto,
-            internal_port,
-            lifetime=0,
-            nonce=self._nonce(client_ip, proto, internal_port),
-            client_ip=None if third_party else client_ip,
-            third_party=third_party,
-            request_timeout=self.request_timeout,
-        )
+        await self._send(Transport.parse(protocol), internal_port, internal_client, lifetime=0)
 
     async def reconnect(self) -> bool:
         # A PCP/NAT-PMP gateway is an address: nothing to look for; retries follow the
