@@ -385,7 +385,8 @@ class MapFlow:
         lease: int,
     ) -> int:
         """AddPortMapping with the 725 (and 402-on-lease) fallback to lease 0."""
-        try:
+
+        async def add(lease: int) -> int:
             await self._guarded(
                 proto,
                 port,
@@ -400,25 +401,15 @@ class MapFlow:
                 ),
             )
             return lease
+
+        try:
+            return await add(lease)
         except (OnlyPermanentLeasesSupported, InvalidArgs) as exc:
             if lease == 0:
                 raise
             # INFO: handled (the permanent lease is reported as PortMapping.permanent_only).
             log.info("gateway refused lease %d s (%s); retrying with a permanent lease", lease, exc)
-            await self._guarded(
-                proto,
-                port,
-                client_ip,
-                self.gateway.add_port_mapping(
-                    port,
-                    protocol=proto,
-                    internal_port=internal_port,
-                    internal_client=client_ip,
-                    description=description,
-                    lease=0,
-                ),
-            )
-            return 0
+            return await add(0)
 
     async def _guarded(
         self, proto: Transport, port: int, client_ip: str, add: Coroutine[Any, Any, _T]
