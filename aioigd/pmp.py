@@ -332,16 +332,9 @@ class PcpClient(PmpClient):
         )
         answer = await self._request(
             request,
-            lambda data: (
-                pcp.decode_response(
-                    data,
-                    pcp.Opcode.MAP,
-                    nonce=nonce,
-                    protocol=protocol,
-                    internal_port=internal_port,
-                )
-                if data[:1] != b"\x00"
-                else pcp.decode_response(data, pcp.Opcode.MAP)
+            # A NAT-PMP-only gateway's version-0 refusal is decoded before the MAP fields.
+            lambda data: pcp.decode_response(
+                data, pcp.Opcode.MAP, nonce=nonce, protocol=protocol, internal_port=internal_port
             ),
             timeout=request_timeout,
             background=background,

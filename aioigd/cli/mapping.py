@@ -77,11 +77,13 @@ def _upnp_only(args: argparse.Namespace) -> bool:
 
 
 async def _speaks(host: str, protocols: list[str]) -> list[str]:
-    from ..anymapper import probe_gateway
+    from ..anymapper import parse_protocols, probe_gateway
 
     if not protocols:
         return []
-    found = await probe_gateway(host, protocols=protocols, upnp=None, wait_all=True)  # type: ignore[arg-type]
+    found = await probe_gateway(
+        host, protocols=parse_protocols(protocols), upnp=None, wait_all=True
+    )
     speaks = found.speaks
     await found.aclose()
     return speaks
