@@ -18,7 +18,7 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .discovery import SearchOptions, discover, ssdp_presence
 from .errors import (
@@ -31,6 +31,7 @@ from .errors import (
 )
 from .gateway import Gateway
 from .mapper import PortMapper
+from .models import DEFAULT_PROTOCOLS, MappingProtocol, parse_protocols
 from .netutil import default_gateways
 from .pmp import Mechanism, PmpClient, client_for
 from .pmpmapper import PmpMapper
@@ -52,27 +53,10 @@ __all__ = [
 
 log = logging.getLogger("aioigd")
 
-MappingProtocol = Literal["upnp", "pcp", "natpmp"]
-DEFAULT_PROTOCOLS: tuple[MappingProtocol, ...] = ("upnp", "pcp", "natpmp")
 #: Seconds a preferred protocol may still answer after a less preferred one did.
 PREFER_WINDOW = 0.5
 LayerMapper = PortMapper | PmpMapper
 T = TypeVar("T")
-
-
-def parse_protocols(value: str | Sequence[str]) -> tuple[MappingProtocol, ...]:
-    """``"upnp,pcp"`` or ``["pcp"]`` → a checked tuple without repeats."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    out: list[MappingProtocol] = []
-    for raw in items:
-        name = raw.strip().lower().replace("-", "")
-        if name not in DEFAULT_PROTOCOLS:
-            raise ValueError(f"unknown mapping protocol {raw!r} (use upnp, pcp, natpmp)")
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise ValueError("no mapping protocol given")
-    return tuple(out)
 
 
 @dataclass

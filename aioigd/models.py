@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 __all__ = [
+    "MappingProtocol",
+    "DEFAULT_PROTOCOLS",
+    "parse_protocols",
     "StopReason",
     "Transport",
     "TransportLike",
@@ -289,6 +293,26 @@ def is_global_address(address: str | None) -> bool:
         return False
     # ipaddress treats 100.64.0.0/10 (RFC 6598 shared space) as neither global nor private.
     return ip.is_global and not ip.is_multicast
+
+
+#: How a mapping is made: UPnP IGD, PCP (RFC 6887) or NAT-PMP (RFC 6886).
+MappingProtocol = Literal["upnp", "pcp", "natpmp"]
+DEFAULT_PROTOCOLS: tuple[MappingProtocol, ...] = ("upnp", "pcp", "natpmp")
+
+
+def parse_protocols(value: str | Sequence[str]) -> tuple[MappingProtocol, ...]:
+    """``"upnp,pcp"`` or ``["pcp"]`` → a checked tuple without repeats."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[MappingProtocol] = []
+    for raw in items:
+        name = raw.strip().lower().replace("-", "")
+        if name not in DEFAULT_PROTOCOLS:
+            raise ValueError(f"unknown mapping protocol {raw!r} (use upnp, pcp, natpmp)")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError("no mapping protocol given")
+    return tuple(out)
 
 
 @dataclass(frozen=True)

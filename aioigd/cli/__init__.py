@@ -31,6 +31,7 @@ from ..errors import (
     PmpError,
     UPnPError,
 )
+from ..models import DEFAULT_PROTOCOLS
 from . import args as A
 from .common import ExitCode, Output, on_signal
 
@@ -231,23 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _protocol_list(value: str) -> tuple[str, ...]:
-    from ..anymapper import parse_protocols
-
-    try:
-        return parse_protocols(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-_protocol_list.__name__ = "protocol list"
-
-
 def _protocols_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--protocols",
-        type=_protocol_list,
-        default=("upnp", "pcp", "natpmp"),
+        type=A.protocols,
+        default=DEFAULT_PROTOCOLS,
         metavar="LIST",
         help="mapping protocols to ask, most preferred first (default upnp,pcp,natpmp)",
     )

@@ -15,6 +15,7 @@ import math
 from typing import NoReturn
 
 from ..errors import UnsafeURLError
+from ..models import MappingProtocol, parse_protocols
 from ..proto.urls import check_url
 from .common import ExitCode
 
@@ -124,6 +125,14 @@ def transport(text: str) -> str:
     if text.strip().upper() not in ("TCP", "UDP"):
         raise _bad("protocol", text, "TCP or UDP")
     return text.strip().upper()
+
+
+def protocols(text: str) -> tuple[MappingProtocol, ...]:
+    """``--protocols upnp,pcp,natpmp``: the mapping protocols, most preferred first."""
+    try:
+        return parse_protocols(text)
+    except ValueError:
+        raise _bad("protocol list", text, "upnp, pcp, natpmp, comma-separated") from None
 
 
 def transports(text: str) -> list[str]:
