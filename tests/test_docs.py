@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 import aioigd
+import aioigd.anymapper
 import aioigd.discovery
 import aioigd.multilayer
 from aioigd.discovery import SearchOptions
@@ -192,7 +193,8 @@ def test_example_runs(
         return
     harness = _Harness(block)
     monkeypatch.setattr(aioigd, "discover", harness.discover)
-    monkeypatch.setattr(aioigd.multilayer, "discover", harness.discover)
+    monkeypatch.setattr(aioigd.multilayer, "discover", harness.discover)  # via= hints
+    monkeypatch.setattr(aioigd.anymapper, "discover", harness.discover)  # layer 1's search
     monkeypatch.setattr(asyncio, "run", lambda main, **kw: real_run(harness.around(main), **kw))
     exec(compile(block.code, block.id, "exec"), namespace)  # noqa: S102
     assert harness.runs == 1, "the example must end in asyncio.run(main())"
