@@ -68,6 +68,7 @@ class Candidate:
     host: str
     gateway: Gateway | None = None
     client: PmpClient | None = None
+    _mapper: LayerMapper | None = field(default=None, repr=False)
 
     def mapper(
         self,
@@ -76,17 +77,22 @@ class Candidate:
         rediscovery: SearchOptions | None = None,
         behind_nat: bool = False,
     ) -> LayerMapper:
-        """A mapper that owns this candidate's gateway or client (``behind_nat``: see
-        :class:`~aioigd.pmpmapper.PmpMapper`)."""
-        if self.gateway is not None:
-            return PortMapper(
-                self.gateway,
-                rediscovery=rediscovery,
-                check_interval=check_interval,
-                own_gateway=True,
-            )
-        assert self.client is not None
-        return PmpMapper(self.client, check_interval=check_interval, behind_nat=behind_nat)
+        """The mapper that owns this candidate's gateway or client (``behind_nat``: see
+        :class:`~aioigd.pmpmapper.PmpMapper`): made on the first call, the same after."""
+        if self._mapper is None:
+            if self.gateway is not None:
+                self._mapper = PortMapper(
+                    self.gateway,
+                    rediscovery=rediscovery,
+                    check_interval=check_interval,
+                    own_gateway=True,
+                )
+            else:
+                assert self.client is not None
+                self._mapper = PmpMapper(
+                    self.client, check_interval=check_interval, behind_nat=behind_nat
+                )
+        return self._mapper
 
     async def aclose(self) -> None:
         """Close what this candidate holds (when it is not used)."""

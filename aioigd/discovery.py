@@ -64,7 +64,7 @@ MAX_ANSWERS = 256
 MAX_LOCATIONS = 16
 #: When each M-SEARCH is sent again (s after the first); then every _RESEND_EVERY s until
 #: the search window ends: under heavy loss a copy still arrives late in the window.
-_RESEND_AFTER = (0.0, 0.25, 0.75, 1.5)
+_RESEND_AFTER = (0.25, 0.75, 1.5)
 _RESEND_EVERY = 0.75
 
 Target = str | tuple[str, int]
@@ -240,8 +240,7 @@ def _udp_socket(family: socket.AddressFamily) -> socket.socket:
     return sock
 
 
-def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
-    """Open the sockets of one search and the datagrams each must send."""
+def _unicast_plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
     targets = [_parse_target(t) for t in options.unicast]
     if options.default_gateways:
         if options.ipv4:
@@ -267,6 +266,16 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                 ]
                 plans.append((_udp_socket(family), sends))
                 options.tried.extend(_host_header(h, p) for h, p in mine)
+    except BaseException:
+        for sock, _ in plans:
+            sock.close()
+        raise
+    return plans
+
+
+def _multicast_plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
+    plans: list[tuple[socket.socket, list[_Send]]] = []
+    try:
         if options.multicast and options.ipv4:
             interfaces = options.interfaces
             for local_ip in interfaces if interfaces is not None else multicast_interfaces():
@@ -275,7 +284,7 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
                 except OSError as exc:
                     log.debug("no multicast on %s: %s", local_ip, exc)
                     continue
-                sends = [
+                sends: list[_Send] = [
                     ((SSDP_ADDR, SSDP_PORT), build_msearch(st, mx=options.mx))
                     for st in options.search_targets
                 ]
@@ -309,33 +318,49 @@ def _plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
 async def _endpoints(
     options: SearchOptions, queue: asyncio.Queue[SearchResponse]
 ) -> AsyncIterator[list[tuple[SsdpProtocol, list[_Send]]]]:
+    """Open every socket of the search and send its first M-SEARCHes: the unicast ones
+    (the default gateway, which answers first) before the interfaces are even listed."""
     loop = asyncio.get_running_loop()
-    try:
-        plans = _plans(options)
-    except OSError as exc:
-        raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
     opened: list[tuple[SsdpProtocol, list[_Send]]] = []
+    unowned: list[socket.socket] = []
     try:
-        for sock, sends in plans:
-            # From here on the transport owns the socket and closes it.
-            _, protocol = await loop.create_datagram_endpoint(
-                lambda: SsdpProtocol(queue), sock=sock
-            )
-            opened.append((protocol, sends))
+        for make in (_unicast_plans, _multicast_plans):
+            try:
+                plans = make(options)
+            except OSError as exc:
+                raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
+            unowned = [sock for sock, _ in plans]
+            for sock, sends in plans:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: SsdpProtocol(queue), sock=sock
+                )
+                unowned.remove(sock)  # its transport closes it now
+                opened.append((protocol, sends))
+                _send(protocol, sends, first=True)
         yield opened
     except OSError as exc:
         raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
     finally:
-        for sock, _ in plans[len(opened) :]:
+        for sock in unowned:
             sock.close()
         for protocol, _ in opened:
             if protocol.transport is not None:
                 protocol.transport.close()
 
 
+def _send(protocol: SsdpProtocol, sends: list[_Send], *, first: bool = False) -> None:
+    if protocol.transport is None or protocol.transport.is_closing():
+        return
+    for sockaddr, data in sends:
+        protocol.transport.sendto(data, sockaddr)
+        if first and log.isEnabledFor(logging.DEBUG):
+            local = protocol.transport.get_extra_info("sockname") or ("?",)
+            log.debug("M-SEARCH %s -> %s (from %s)", _st_of(data), sockaddr[:2], local[:2])
+
+
 async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
-    """Send every search now, and again and again across the window in case UDP lost it
-    (the search ends this task when its window closes)."""
+    """Send every search again and again across the window in case UDP lost it (the
+    first copies went out as each socket opened; the search ends this task)."""
     elapsed = 0.0
     for at in itertools.chain(
         _RESEND_AFTER, itertools.count(_RESEND_AFTER[-1] + _RESEND_EVERY, _RESEND_EVERY)
@@ -343,13 +368,7 @@ async def _sender(endpoints: list[tuple[SsdpProtocol, list[_Send]]]) -> None:
         await asyncio.sleep(at - elapsed)
         elapsed = at
         for protocol, sends in endpoints:
-            for sockaddr, data in sends:
-                if protocol.transport is not None and not protocol.transport.is_closing():
-                    protocol.transport.sendto(data, sockaddr)
-                    if at == 0.0 and log.isEnabledFor(logging.DEBUG):
-                        st = _st_of(data)
-                        local = protocol.transport.get_extra_info("sockname") or ("?",)
-                        log.debug("M-SEARCH %s -> %s (from %s)", st, sockaddr[:2], local[:2])
+            _send(protocol, sends)
 
 
 def _st_of(data: bytes) -> str:

@@ -253,6 +253,30 @@ class MapFlow:
                 log.info("%s port %d was taken; mapped %d instead", proto.value, wanted, port)
             return mapping, reported
 
+    async def prepare(self) -> str | None:
+        """Read the table and the external address now (both kept), so that a map that
+        follows sends only its add and the check; returns the external address.
+
+        A multi-layer climb prepares the upper gateways while the lower ones map.
+        """
+        async with self._lock:
+            table, address = await asyncio.gather(
+                self.table(), self.external_ip(), return_exceptions=True
+            )
+        for result in (table, address):
+            if isinstance(result, BaseException):
+                raise result
+        assert not isinstance(address, BaseException)
+        return address
+
+    def expected_port(self, protocol: TransportLike, wanted: int, client_ip: str) -> int | None:
+        """``wanted`` when the whole table is known and ``wanted`` is free there (or
+        ``client_ip``'s already), the port a map will then most likely get; else None."""
+        if self._table is None or not self._table_complete:
+            return None
+        held = self._table.get((Transport.parse(protocol), wanted))
+        return wanted if held is None or held.internal_client == client_ip else None
+
     async def external_ip(self, *, max_age: float | None = None) -> str | None:
         loop = asyncio.get_running_loop()
         cached = self._ext_ip

@@ -91,6 +91,11 @@ class PortMapper(MappingKeeper):
         """What is known of the gateway's mapping table (see :meth:`MapFlow.table`)."""
         return await self.flow.table(refresh=refresh)
 
+    async def prepare(self) -> str | None:
+        """Read the table and external address ahead of a map (see :meth:`MapFlow.prepare`)."""
+        self._check_open()
+        return await self.flow.prepare()
+
     async def _map(self, *args: Any, **kwargs: Any) -> tuple[PortMapping, int]:
         self._check_open()
         return await self.flow.map(*args, **kwargs)

@@ -36,6 +36,7 @@ from .anymapper import (
     Probe,
     map_first,
     parse_protocols,
+    pcp_host,
     probe_gateway,
     probe_search,
 )
@@ -46,8 +47,10 @@ from .keeper import EventHub, EventIterator, Leftover, merged, warn_leftovers
 from .lifecycle import Event, ExternalAddressChanged, Recovered, State
 from .mapper import DEFAULT_CHECK_INTERVAL, KeptMapping, PortMapper
 from .models import PortMapping, StopReason, Transport, TransportLike, is_global_address
+from .netutil import default_gateways
 from .platform import subnet_gateway_candidates
 from .proto.ssdp import SSDP_PORT
+from .proto.urls import url_host
 from .tasks import stop_task
 from .traceroute import DEFAULT_PROBE_TARGET, check_target, probe_hop
 
@@ -135,6 +138,26 @@ class _State:
     stop_reason: StopReason | None = None
 
 
+#: Where a layer's port is reached from the layer above: (external address, port).
+_Endpoint = tuple[str | None, int]
+
+
+@dataclass(eq=False)
+class _Step:
+    """One layer of a climb in progress."""
+
+    layer: int
+    found: Probe
+    #: The layer's endpoint: predicted from its table and external address read ahead,
+    #: else what its mapping got; ``None`` once it failed (its task says why).
+    endpoint: asyncio.Future[_Endpoint | None]
+    #: The address it is reported by, and every address and UDN it answered with.
+    host: str
+    hosts: frozenset[str]
+    udns: frozenset[str]
+    task: asyncio.Task[tuple[LayerMapper, KeptMapping]] | None = None
+
+
 class MultiLayerMapper:
     """Map ``internal_port`` through every UPnP NAT layer above this host.
 
@@ -213,6 +236,10 @@ class MultiLayerMapper:
         self._closing = False
         #: Per layer: the SSDP target it was found at (for finding it again).
         self._found_at: dict[Gateway, tuple[str, int]] = {}
+        #: The layers of the climb under way (their gateways are taken).
+        self._steps: list[_Step] = []
+        #: Hosts layer 1's own search asks: a traced hop there is not asked again.
+        self._layer1_hosts: frozenset[str] | None = None
 
     # -- finding gateways ------------------------------------------------------
     def _hint(self, layer: int) -> str | None:
@@ -276,22 +303,35 @@ class MultiLayerMapper:
         hop = await probe_hop(target, ttl)  # HopsUnavailable where no hop finder works here
         if hop is None or hop.reached_target:
             return None, None
-        return hop.address, await self._ask(
-            hop.address, lambda: self._from_hint(f"{hop.address}:{SSDP_PORT}")
-        )
+        if self._layer1_hosts is None:
+            self._layer1_hosts = self._layer1_asks()
+        if hop.address in self._layer1_hosts:
+            return hop.address, None  # layer 1's search asks it already, in every protocol
+        found = await self._ask(hop.address, lambda: self._from_hint(f"{hop.address}:{SSDP_PORT}"))
+        if ttl <= self.max_layers:
+            # Read its table and external address now, while the layers below still map
+            # (a farther hop is only used where a nearer one is no gateway). Never layer 1.
+            await self._prepare(found, 2)
+        return hop.address, found
+
+    def _layer1_asks(self) -> frozenset[str]:
+        """The addresses layer 1's own probe sends to (UPnP unicast and PCP / NAT-PMP)."""
+        hint = self._hint(1)
+        if hint:
+            return frozenset({url_host(hint) if "://" in hint else _split_hint(hint)[0]})
+        search = self.search or SearchOptions()
+        hosts = {h.strip("[]") for h in (pcp_host(search),) if h}
+        if search.default_gateways:
+            hosts.update(default_gateways())
+        return frozenset(hosts)
 
     def _is_mapped_host(self, host: str, found: Probe) -> bool:
         udns = {c.gateway.udn for c in found.candidates if c.gateway is not None and c.gateway.udn}
-        for mapper in self._state.mappers:
-            if _host_of(mapper) == host:
-                return True
-            if isinstance(mapper, PortMapper) and mapper.gateway.udn in udns:
-                return True
-        return False
+        return any(host in s.hosts or not udns.isdisjoint(s.udns) for s in self._steps)
 
-    async def _next_layer(self, layer: int) -> Probe:
+    async def _next_layer(self, layer: int, below_ip: str) -> Probe:
         """What answers for layer ``layer``: the caller's hint, else the nearest answering
-        hop, else the .1/.254 of the layer below's external /24."""
+        hop, else the .1/.254 of the layer below's external /24 (``below_ip``)."""
         hint = self._hint(layer)
         if hint:
             return await self._probe_hint(hint)
@@ -302,7 +342,7 @@ class MultiLayerMapper:
         try:
             return await self._traced_layer()
         except NextLayerNotFound as exc:
-            found, tried = await self._subnet_layer()
+            found, tried = await self._subnet_layer(below_ip)
             if found is None and tried:
                 raise NextLayerNotFound(
                     f"{exc}; no gateway at {' or '.join(tried)}", exc.reason
@@ -337,12 +377,11 @@ class MultiLayerMapper:
             )
         raise NextLayerNotFound(f"no further gateway answered (hops tried: {', '.join(tried)})")
 
-    async def _subnet_layer(self) -> tuple[Probe | None, list[str]]:
-        """The .1 or .254 of the private /24 the layer below sits in, asked in every
-        protocol (the cheap guess where hops cannot be traced or did not answer), and
-        the addresses tried."""
-        below = self._state.kept[-1].current.external_ip if self._state.kept else None
-        used = {_host_of(m) for m in self._state.mappers}
+    async def _subnet_layer(self, below: str) -> tuple[Probe | None, list[str]]:
+        """The .1 or .254 of the private /24 the layer below sits in (``below``: its
+        external address), asked in every protocol (the cheap guess where hops cannot be
+        traced or did not answer), and the addresses tried."""
+        used = set().union(*(s.hosts for s in self._steps))
         hosts = [h for h in subnet_gateway_candidates(below) if h not in used]
         answers = await asyncio.gather(
             *(self._ask(h, lambda h=h: self._from_hint(f"{h}:{SSDP_PORT}")) for h in hosts),
@@ -370,13 +409,6 @@ class MultiLayerMapper:
                     await found.aclose()
 
     # -- mapping ---------------------------------------------------------------
-    def _keep_climbing(self, layer: int, mapping: PortMapping) -> bool:
-        if layer >= self.max_layers:
-            return False
-        if self.layers == "auto":
-            return not is_global_address(mapping.external_ip)
-        return True
-
     def _rediscovery(self, gw: Gateway | None, layer: int) -> SearchOptions | None:
         rediscovery = self.rediscovery if layer == 1 else None
         found_at = self._found_at.get(gw) if gw is not None else None
@@ -390,14 +422,31 @@ class MultiLayerMapper:
             )
         return rediscovery
 
+    def _mapper_for(self, candidate: Candidate, layer: int) -> LayerMapper:
+        return candidate.mapper(
+            check_interval=self.check_interval,
+            rediscovery=self._rediscovery(candidate.gateway, layer),
+            behind_nat=layer > 1,
+        )
+
+    async def _prepare(self, found: Probe, layer: int) -> tuple[str | None, PortMapper] | None:
+        """Where UPnP comes first: make its mapper and read its table and external
+        address (kept, so a second call sends nothing). None where that failed: the
+        map itself then asks again and reports why."""
+        if not found.candidates or found.candidates[0].protocol != "upnp":
+            return None
+        mapper = self._mapper_for(found.candidates[0], layer)
+        assert isinstance(mapper, PortMapper)
+        try:
+            return await mapper.prepare(), mapper
+        except IGDError as exc:
+            log.debug("could not read %s ahead: %s", mapper.gateway.host, exc)
+            return None
+
     async def _map_layer(
         self, found: Probe, layer: int, internal_port: int, internal_client: str | None
-    ) -> KeptMapping:
-        """Map at the first protocol of ``found`` that maps; the mapper joins the layers
-        (also when it fails, so close() sees it)."""
-        rediscovery = self._rediscovery(
-            found.candidates[0].gateway if found.candidates else None, layer
-        )
+    ) -> tuple[LayerMapper, KeptMapping]:
+        """Map at the first protocol of ``found`` that maps."""
 
         async def keep(mapper: LayerMapper) -> KeptMapping:
             external = internal_port if layer > 1 else self.external_port
@@ -410,16 +459,54 @@ class MultiLayerMapper:
                 internal_client=internal_client,
             )
 
+        gw = found.candidates[0].gateway if found.candidates else None
         mapper, kept = await map_first(
             found,
             keep,
             check_interval=self.check_interval,
-            rediscovery=rediscovery,
+            rediscovery=self._rediscovery(gw, layer),
             behind_nat=layer > 1,
         )
-        self._state.mappers.append(mapper)
         log.info("layer %d mapped with %s at %s", layer, kept.current.mechanism, _host_of(mapper))
-        return kept
+        return mapper, kept
+
+    def _start_step(self, layer: int, found: Probe, internal: _Endpoint) -> _Step:
+        hosts = {c.host for c in found.candidates} | ({found.host} if found.host else set())
+        udns = {c.gateway.udn for c in found.candidates if c.gateway is not None}
+        step = _Step(
+            layer,
+            found,
+            asyncio.get_running_loop().create_future(),
+            found.host or (found.candidates[0].host if found.candidates else "?"),
+            frozenset(hosts),
+            frozenset(udns - {""}),
+        )
+        self._steps.append(step)
+        step.task = asyncio.create_task(self._run_step(step, internal))
+        return step
+
+    async def _run_step(self, step: _Step, internal: _Endpoint) -> tuple[LayerMapper, KeptMapping]:
+        """Map one layer. Its endpoint is told as soon as it can be predicted: the layer
+        above then maps at the same time (a wrong guess is put right afterwards)."""
+        client, port = internal
+        try:
+            prepared = await self._prepare(step.found, step.layer)
+            if prepared is not None:
+                external_ip, upnp = prepared
+                wanted = port if step.layer > 1 else (self.external_port or port)
+                expected = upnp.flow.expected_port(
+                    self.protocol, wanted, client or upnp.gateway.local_address()
+                )
+                if external_ip is not None and expected is not None:
+                    step.endpoint.set_result((external_ip, expected))
+            mapper, kept = await self._map_layer(step.found, step.layer, port, client)
+        except BaseException:
+            if not step.endpoint.done():
+                step.endpoint.set_result(None)
+            raise
+        if not step.endpoint.done():
+            step.endpoint.set_result((kept.current.external_ip, kept.current.external_port))
+        return mapper, kept
 
     async def map(self) -> LayeredMapping:
         """Map every layer; returns a complete or partial :class:`LayeredMapping`.
@@ -429,8 +516,8 @@ class MultiLayerMapper:
         """
         if self._state.kept:
             raise RuntimeError("already mapped; release() first")
-        state = self._state
         target = self.probe_target
+        self._layer1_hosts = None
         unhinted = any(self._hint(k) is None for k in range(2, self.max_layers + 1))
         if target is not None and unhinted and isinstance(self.layers, int):
             # Climbing is certain: trace and probe every hop while layer 1 maps, so the
@@ -441,39 +528,106 @@ class MultiLayerMapper:
             first = await self._first_layer()
             if not first.candidates:
                 raise GatewayNotFound(f"no gateway answered for layer 1: {first.why_not()}")
-            kept = await self._map_layer(first, 1, self.internal_port, self.internal_client)
-            state.kept.append(kept)
-            layer = 1
-            while self._keep_climbing(layer, kept.current):
-                layer += 1
-                below = kept.current
-                if below.external_ip is None:
-                    return self._finish(
-                        layer,
-                        f"layer {layer - 1} reports no external address",
-                        StopReason.NO_EXTERNAL_ADDRESS,
-                    )
-                try:
-                    found = await self._next_layer(layer)
-                except IGDError as exc:
-                    why = exc.reason if isinstance(exc, NextLayerNotFound) else None
-                    return self._finish(layer, f"no gateway found: {exc}", why)
-                host = found.host or (found.candidates[0].host if found.candidates else "?")
-                try:
-                    kept = await self._map_layer(
-                        found, layer, below.external_port, below.external_ip
-                    )
-                except IGDError as exc:
-                    return self._finish(
-                        layer, f"mapping at {host} failed: {exc}", StopReason.MAPPING_FAILED
-                    )
-                state.kept.append(kept)
-            return self._finish()
+            return await self._climb(first)
         except BaseException:
             await self.release()
             raise
         finally:
+            self._steps = []
             await self._close_probes()
+
+    async def _climb(self, first: Probe) -> LayeredMapping:
+        """Map layer 1 and each layer above as soon as its gateway is found and the
+        endpoint of the layer below is known, so the layers' adds run side by side."""
+        steps = [self._start_step(1, first, (self.internal_client, self.internal_port))]
+        stop: tuple[int, str, StopReason | None] | None = None
+        try:
+            while len(steps) < self.max_layers:
+                below = steps[-1]
+                reached = await below.endpoint
+                if reached is None:
+                    break  # that layer failed; its task says why
+                external_ip, port = reached
+                layer = below.layer + 1
+                if self.layers == "auto" and is_global_address(external_ip):
+                    break
+                if external_ip is None:
+                    why = f"layer {layer - 1} reports no external address"
+                    stop = (layer, why, StopReason.NO_EXTERNAL_ADDRESS)
+                    break
+                try:
+                    found = await self._next_layer(layer, external_ip)
+                except IGDError as exc:
+                    reason = exc.reason if isinstance(exc, NextLayerNotFound) else None
+                    stop = (layer, f"no gateway found: {exc}", reason)
+                    break
+                steps.append(self._start_step(layer, found, (external_ip, port)))
+            done: list[tuple[LayerMapper, KeptMapping]] = []
+            for step in steps:
+                assert step.task is not None
+                try:
+                    done.append(await step.task)
+                except IGDError as exc:
+                    if step.layer == 1:
+                        raise
+                    why = f"mapping at {step.host} failed: {exc}"
+                    stop = (step.layer, why, StopReason.MAPPING_FAILED)
+                    await _discard(steps[step.layer :])
+                    break
+        except BaseException:
+            await _discard(steps)
+            raise
+        stop = await self._correct(done) or stop
+        self._state.mappers = [m for m, _ in done]
+        self._state.kept = [k for _, k in done]
+        return self._finish(*stop) if stop else self._finish()
+
+    async def _correct(
+        self, done: list[tuple[LayerMapper, KeptMapping]]
+    ) -> tuple[int, str, StopReason] | None:
+        """Map again each layer that was mapped towards a predicted endpoint the layer
+        below did not get (its port was taken meanwhile); a failure ends the climb."""
+        for i in range(1, len(done)):
+            below = done[i - 1][1].current
+            mapper, kept = done[i]
+            if (kept.internal_client, kept.internal_port) == (
+                below.external_ip,
+                below.external_port,
+            ):
+                continue
+            log.info(
+                "layer %d got %s:%d, not the port predicted; mapping layer %d again",
+                i,
+                below.external_ip,
+                below.external_port,
+                i + 1,
+            )
+            try:
+                with contextlib.suppress(IGDError):
+                    await kept.release()
+                kept = await mapper.keep(
+                    below.external_port,
+                    external_port=below.external_port,
+                    protocol=self.protocol,
+                    lease=self.lease,
+                    description=self.description,
+                    internal_client=below.external_ip,
+                )
+            except IGDError as exc:
+                for m, _ in done[i:]:
+                    with contextlib.suppress(IGDError):
+                        await m.close()
+                del done[i:]
+                why = f"mapping at {_host_of(mapper)} failed: {exc}"
+                return i + 1, why, StopReason.MAPPING_FAILED
+            except BaseException:
+                for m, _ in done:
+                    with contextlib.suppress(IGDError):
+                        await m.close()
+                done.clear()
+                raise
+            done[i] = (mapper, kept)
+        return None
 
     def _finish(
         self, layer: int | None = None, reason: str = "", stop: StopReason | None = None
@@ -634,3 +788,16 @@ def _split_hint(hint: str) -> tuple[str, int]:
 
 def _host_of(mapper: LayerMapper) -> str:
     return mapper.gateway.host if isinstance(mapper, PortMapper) else mapper.host
+
+
+async def _discard(steps: Sequence[_Step]) -> None:
+    """Stop the climb's steps and remove whatever they mapped."""
+    tasks = [s.task for s in steps if s.task is not None]
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, tuple):
+            with contextlib.suppress(IGDError):
+                await result[0].close()
+    for step in steps:
+        await step.found.aclose()  # what a step that never ran still holds

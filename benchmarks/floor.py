@@ -4,9 +4,11 @@ Run inside the lab's client namespace (``benchmarks/run.py`` does). Subcommands:
 
 - ``msearch``: unicast (and multicast) M-SEARCH to the router, time to the first answer.
 - ``desc``: GET the root description over a fresh TCP connection.
-- ``soap``: one GetExternalIPAddress POST over a fresh TCP connection (blocking socket, and
-  asyncio streams: the best an asyncio client can do).
-- ``mapdel``: AddPortMapping + GetSpecificPortMappingEntry, then DeletePortMapping.
+- ``soap``: one GetExternalIPAddress POST over a fresh TCP connection (blocking socket,
+  asyncio streams: the best an asyncio client can do, and one tuned aiohttp session: the
+  best a client on aiohttp can do).
+- ``mapdel``: AddPortMapping + GetSpecificPortMappingEntry, then DeletePortMapping (blocking
+  socket, and the same over one tuned aiohttp session).
 - ``bulk``: N adds then N deletes, sequentially.
 - ``prefill`` / ``wipe``: fill the router's table with N mappings / empty it (one
   DeletePortMapping at a time: a DeletePortMappingRange over >= 133 mappings crashes
@@ -66,14 +68,38 @@ class Soap:
         req = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nConnection: close\r\n\r\n"
         return self._exchange(req.encode())
 
-    def request(self, action: str, args: list[tuple[str, str]] | None = None) -> bytes:
-        """The whole HTTP request (headers + SOAP body) for one action."""
+    def body(self, action: str, args: list[tuple[str, str]] | None = None) -> bytes:
+        """The SOAP envelope of one action."""
         inner = "".join(f"<{k}>{v}</{k}>" for k, v in args or [])
-        body = (
+        return (
             '<?xml version="1.0"?>\r\n<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/'
             'envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body>'
             f'<u:{action} xmlns:u="{self.service}">{inner}</u:{action}></s:Body></s:Envelope>'
         ).encode()
+
+    def headers(self, action: str) -> dict[str, str]:
+        return {
+            "Content-Type": 'text/xml; charset="utf-8"',
+            "SOAPAction": f'"{self.service}#{action}"',
+        }
+
+    def add_args(
+        self, port: int, client: str, description: str = BENCH_DESCRIPTION
+    ) -> list[tuple[str, str]]:
+        return [
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", str(port)),
+            ("NewProtocol", "TCP"),
+            ("NewInternalPort", str(port)),
+            ("NewInternalClient", client),
+            ("NewEnabled", "1"),
+            ("NewPortMappingDescription", description),
+            ("NewLeaseDuration", "3600"),
+        ]
+
+    def request(self, action: str, args: list[tuple[str, str]] | None = None) -> bytes:
+        """The whole HTTP request (headers + SOAP body) for one action."""
+        body = self.body(action, args)
         head = (
             f"POST {self.control} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             'Content-Type: text/xml; charset="utf-8"\r\n'
@@ -92,19 +118,7 @@ class Soap:
         return dict(_TAG.findall(text))
 
     def add(self, port: int, client: str, description: str = BENCH_DESCRIPTION) -> None:
-        self.call(
-            "AddPortMapping",
-            [
-                ("NewRemoteHost", ""),
-                ("NewExternalPort", str(port)),
-                ("NewProtocol", "TCP"),
-                ("NewInternalPort", str(port)),
-                ("NewInternalClient", client),
-                ("NewEnabled", "1"),
-                ("NewPortMappingDescription", description),
-                ("NewLeaseDuration", "3600"),
-            ],
-        )
+        self.call("AddPortMapping", self.add_args(port, client, description))
 
     def key(self, port: int) -> list[tuple[str, str]]:
         return [("NewRemoteHost", ""), ("NewExternalPort", str(port)), ("NewProtocol", "TCP")]
@@ -178,6 +192,67 @@ async def asyncio_soap(soap: Soap, n: int) -> list[float]:
     return samples
 
 
+class AiohttpSoap:
+    """The same POSTs over one aiohttp session tuned as aioigd's is (no DNS cache, no
+    cookie jar, no User-Agent or Accept-Encoding, no decompression, no timeout object):
+    what aiohttp itself costs per request, with no SOAP or XML code at all."""
+
+    def __init__(self, soap: Soap) -> None:
+        import aiohttp
+        import yarl
+
+        self.soap = soap
+        self.url = yarl.URL(f"http://{soap.host}:{soap.port}{soap.control}")
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None),
+            connector=aiohttp.TCPConnector(use_dns_cache=False),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def post(self, action: str, args: list[tuple[str, str]] | None = None) -> bytes:
+        body = self.soap.body(action, args)
+        async with self.session.post(self.url, data=body, headers=self.soap.headers(action)) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"{action}: HTTP {r.status}")
+            return data
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def aiohttp_soap(soap: Soap, n: int) -> list[float]:
+    ah = AiohttpSoap(soap)
+    samples = []
+    try:
+        for _ in range(n):
+            t0 = now()
+            await ah.post("GetExternalIPAddress")
+            samples.append(now() - t0)
+    finally:
+        await ah.close()
+    return samples
+
+
+async def aiohttp_mapdel(soap: Soap, n: int, port: int, client: str) -> dict[str, list[float]]:
+    ah = AiohttpSoap(soap)
+    series: dict[str, list[float]] = {"map_aiohttp": [], "delete_aiohttp": []}
+    try:
+        for _ in range(n):
+            t0 = now()
+            await ah.post("AddPortMapping", soap.add_args(port, client))
+            await ah.post("GetSpecificPortMappingEntry", soap.key(port))
+            t1 = now()
+            await ah.post("DeletePortMapping", soap.key(port))
+            series["map_aiohttp"].append(t1 - t0)
+            series["delete_aiohttp"].append(now() - t1)
+    finally:
+        await ah.close()
+    return series
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("what")
@@ -209,6 +284,7 @@ def main() -> None:
             soap.call("GetExternalIPAddress")
             series["extip"].append(now() - t0)
         series["extip_asyncio"] = asyncio.run(asyncio_soap(soap, a.n))
+        series["extip_aiohttp"] = asyncio.run(aiohttp_soap(soap, a.n))
     elif a.what == "mapdel":
         client = local_ip(soap.host)
         series = {"map": [], "delete": []}
@@ -220,6 +296,7 @@ def main() -> None:
             soap.delete(a.port)
             series["map"].append(t1 - t0)
             series["delete"].append(now() - t1)
+        series.update(asyncio.run(aiohttp_mapdel(soap, a.n, a.port, client)))
     elif a.what == "bulk":
         client = local_ip(soap.host)
         ports = range(a.port, a.port + a.n)

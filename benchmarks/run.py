@@ -498,6 +498,8 @@ def derive(col: Collector, bulk_n: int) -> None:
         maps, dels = col.samples(f"{prefix}/raw_map"), col.samples(f"{prefix}/raw_delete")
         raw = zip(maps, dels, strict=False)
         col.series[f"{prefix}/raw_mapdel"] = [a + b for a, b in raw]
+    maps, dels = col.samples("floor/map_aiohttp"), col.samples("floor/delete_aiohttp")
+    col.series["floor/mapdel_aiohttp"] = [a + b for a, b in zip(maps, dels, strict=False)]
     busy = [f"{c}-busy{n}" for c in ("aioigd", "miniupnpc") for n in BUSY_SIZES]
     for prefix in ("aioigd-seed", "miniupnpc-seed", "aup-seed", *busy):
         col.series[f"{prefix}/requests"] = [float(x) for x in col.info_values(prefix, "requests")]
@@ -557,6 +559,11 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
                 "floor/extip_asyncio",
                 "best case for any asyncio client",
             ),
+            Row(
+                "floor, aiohttp: the same POST over one tuned `ClientSession`",
+                "floor/extip_aiohttp",
+                "what aiohttp alone costs; no SOAP, no XML",
+            ),
         ],
         footnote="miniupnpd closes every connection: 1 TCP connect per call for everyone",
     )
@@ -571,6 +578,8 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
             Row("miniupnpc add + getspecific + delete (C)", "miniupnpc/mapdel"),
             Row(f"{aup} add + get_specific + delete", "aup/mapdel"),
             Row("floor: the same 3 raw POSTs", "floor/mapdel", floor=True),
+            Row("floor, aiohttp: the same 3 POSTs over one tuned `ClientSession`",
+                "floor/mapdel_aiohttp", "what aiohttp alone costs"),
         ],
     )  # fmt: skip
     f3b = Table(
@@ -584,6 +593,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
             Row("miniupnpc add + verify", "miniupnpc/map"),
             Row(f"{aup} add + verify", "aup/map"),
             Row("floor add + verify", "floor/map", floor=True),
+            Row("floor, aiohttp: add + verify", "floor/map_aiohttp"),
         ],
     )  # fmt: skip
     f3c = Table(
@@ -594,6 +604,7 @@ def tables(col: Collector, plan: Plan) -> list[tuple[str, list[Table]]]:
             Row("miniupnpc delete", "miniupnpc/delete"),
             Row(f"{aup} delete", "aup/delete"),
             Row("floor delete", "floor/delete", floor=True),
+            Row("floor, aiohttp: delete", "floor/delete_aiohttp"),
         ],
     )
     bulk_rows = [
@@ -786,9 +797,18 @@ def speed_targets(col: Collector) -> list[str]:
         "GetExternalIPAddress per call, aiohttp (ms) ≤ 0.7",
         cell("aioigd/extip"),
         f"async-upnp-client {cell(aup)}, miniupnpc (C) {cell(mc)}",
-        f"{cell('floor/extip')} (asyncio {cell('floor/extip_asyncio')})",
+        f"{cell('floor/extip')} (asyncio {cell('floor/extip_asyncio')}, "
+        f"aiohttp {cell('floor/extip_aiohttp')})",
         a,
         0.7,
+    )
+    add(
+        "GetExternalIPAddress per call (ms) ≤ 1.1× the same POST over bare aiohttp",
+        cell("aioigd/extip"),
+        f"async-upnp-client {cell(aup)}",
+        f"aiohttp {cell('floor/extip_aiohttp')}",
+        a,
+        1.1 * m_(col, "floor/extip_aiohttp"),
     )
     fl = m_(col, "floor/mapdel")
     for prefix, what in (("aioigd", "aiohttp"),):
@@ -796,10 +816,18 @@ def speed_targets(col: Collector) -> list[str]:
             f"Map + delete, the 3 raw actions, {what} (ms) ≤ 1.3× the 3 raw POSTs",
             f"{cell(prefix + '/raw_mapdel')} (`map_port` + delete {cell(prefix + '/mapdel')})",
             f"async-upnp-client {cell('aup/mapdel')}, miniupnpc (C) {cell('miniupnpc/mapdel')}",
-            cell("floor/mapdel"),
+            f"{cell('floor/mapdel')} (aiohttp {cell('floor/mapdel_aiohttp')})",
             m_(col, f"{prefix}/raw_mapdel"),
             1.3 * fl,
         )
+    add(
+        "Map + delete, the 3 raw actions (ms) ≤ 1.1× the same 3 POSTs over bare aiohttp",
+        cell("aioigd/raw_mapdel"),
+        f"async-upnp-client {cell('aup/mapdel')}",
+        f"aiohttp {cell('floor/mapdel_aiohttp')}",
+        m_(col, "aioigd/raw_mapdel"),
+        1.1 * m_(col, "floor/mapdel_aiohttp"),
+    )
     cli, aupc = m_(col, "cold/python -m aioigd add"), "cold/async-upnp-client one-shot script"
     imp_key = "cold/python -c 'import aiohttp'"
     add(

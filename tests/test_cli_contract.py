@@ -61,7 +61,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("a socket was opened before the arguments were checked")
 
-    monkeypatch.setattr(aioigd.discovery, "_plans", refuse)
+    monkeypatch.setattr(aioigd.discovery, "_unicast_plans", refuse)
+    monkeypatch.setattr(aioigd.discovery, "_multicast_plans", refuse)
     monkeypatch.setattr(aioigd.gateway.Gateway, "from_location", refuse)
 
 

@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aioigd import IGDConnectionError, is_global_address
+import aioigd.multilayer
+from aioigd import IGDConnectionError, IGDError, is_global_address
 from aioigd.keeper import Leftover
 from aioigd.lifecycle import State
 from aioigd.mapper import KeptMapping
 from aioigd.multilayer import LayeredMapping, LayerEvent, MultiLayerMapper
 from aioigd.testing import FakeIGD, FakeMapping, Quirks
+from aioigd.traceroute import Hop
 
 
 @contextlib.asynccontextmanager
@@ -206,3 +208,113 @@ def test_invalid_arguments() -> None:
         MultiLayerMapper(7000, layers=0)
     with pytest.raises(ValueError):
         MultiLayerMapper(7000, max_layers=9)
+
+
+# -- the climb runs the layers side by side -------------------------------------------------
+
+
+def _forwards_outward(result: LayeredMapping) -> None:
+    for below, above in zip(result.layers, result.layers[1:], strict=False):
+        assert (above.internal_client, above.internal_port) == (
+            below.external_ip,
+            below.external_port,
+        )
+
+
+async def test_upper_layers_map_while_a_lower_layers_add_is_still_pending() -> None:
+    async with chain("10.0.0.2", "10.0.1.2", "33.0.0.1") as fakes:
+        fakes[0].quirks = Quirks(action_delay={"AddPortMapping": 0.6})
+        m = mapper(fakes)
+        task = asyncio.create_task(m.map())
+        try:
+            async with asyncio.timeout(5):
+                while not fakes[2].mappings:
+                    await asyncio.sleep(0.005)
+            # Layers 2 and 3 forward to the endpoints their tables and addresses predicted
+            # while layer 1's router is still working on its add.
+            assert not fakes[0].mappings and fakes[1].mappings
+            assert fakes[1].mappings[("TCP", 7000)].internal_client == "10.0.0.2"
+            result = await task
+        except BaseException:
+            task.cancel()
+            raise
+        try:
+            assert result.complete and len(result.layers) == 3
+            _forwards_outward(result)
+            # Each upper layer: table (size probe + TCP and UDP lists) and external address
+            # read ahead, then add + check; nothing is asked twice.
+            for fake in fakes[1:]:
+                assert sorted(fake.actions()) == sorted(
+                    [
+                        "GetGenericPortMappingEntry",
+                        "GetListOfPortMappings",
+                        "GetListOfPortMappings",
+                        "GetExternalIPAddress",
+                        "AddPortMapping",
+                        "GetSpecificPortMappingEntry",
+                    ]
+                )
+        finally:
+            assert await m.release() == []
+        assert all(not f.mappings for f in fakes)
+
+
+async def test_a_port_taken_below_after_the_table_was_read_is_carried_outward() -> None:
+    async with chain("10.0.0.2", "10.0.1.2", "33.0.0.1") as fakes:
+        # The table said 7000 was free; another host takes it as layer 1's add arrives, so
+        # layer 1 gets 7001 and the layers mapped towards 7000 meanwhile are mapped again.
+        fakes[0].quirks = Quirks(claim_before_add={7000: "192.168.1.77"})
+        async with mapper(fakes) as result:
+            assert result.complete and len(result.layers) == 3
+            assert result.layers[0].external_port == 7001
+            _forwards_outward(result)
+            assert set(fakes[1].mappings) == {("TCP", 7001)}, "the guess towards 7000 stays"
+            assert fakes[1].mappings[("TCP", 7001)].internal_port == 7001
+            assert set(fakes[2].mappings) == {("TCP", 7001)}
+            assert fakes[0].mappings[("TCP", 7000)].internal_client == "192.168.1.77"
+        assert set(fakes[0].mappings) == {("TCP", 7000)}  # the other host's, left alone
+        assert not fakes[1].mappings and not fakes[2].mappings
+
+
+async def test_layer_one_failing_removes_the_layers_mapped_above_it_meanwhile() -> None:
+    async with chain("10.0.0.2", "10.0.1.2", "33.0.0.1") as fakes:
+        fakes[0].quirks = Quirks(hang_actions=frozenset({"AddPortMapping"}))
+        m = MultiLayerMapper(
+            7000, via=via(fakes), probe_target=None, search_timeout=1.0, http_timeout=1.5
+        )
+        task = asyncio.create_task(m.map())
+        async with asyncio.timeout(5):
+            while not fakes[2].mappings:
+                await asyncio.sleep(0.005)
+        with pytest.raises(IGDError):
+            await task
+        assert all(not f.mappings for f in fakes), [f.mappings for f in fakes]
+        assert m.kept == [] and m.result is None
+
+
+async def test_a_traced_hop_that_is_layer_ones_gateway_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with chain("10.0.0.2", "10.0.1.2") as fakes:
+        hops = {1: fakes[0].host, 2: fakes[1].host}
+
+        async def probe_hop(target: str, ttl: int) -> Hop | None:
+            return Hop(ttl, hops[ttl]) if ttl in hops else None
+
+        monkeypatch.setattr(aioigd.multilayer, "probe_hop", probe_hop)
+        # Were hop 1 asked, its search would reach layer 1's fake on this port.
+        monkeypatch.setattr(aioigd.multilayer, "SSDP_PORT", fakes[0].ssdp_port)
+        m = MultiLayerMapper(
+            7000,
+            layers=3,
+            via=[fakes[0].location, f"{fakes[1].host}:{fakes[1].ssdp_port}"],
+            probe_target="127.0.0.1",
+            search_timeout=0.5,
+        )
+        result = await m.map()
+        try:
+            assert len(result.layers) == 2 and result.stopped_at == 3
+            assert fakes[0].searches == 0
+            assert [r.path for r in fakes[0].requests if r.method == "GET"] == ["/rootDesc.xml"]
+        finally:
+            await m.release()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import RemoteProtocolError
 from ..models import Device, DeviceDescription, Service
 from .urls import check_url, resolve_url, url_host
-from .xmlsafe import Element, child, child_text, local_name, parse_xml
+from .xmlsafe import Element, child, child_text, children, local_name, parse_xml, text_of
 
 __all__ = ["MAX_DESCRIPTION_SIZE", "parse_description"]
 
@@ -52,7 +52,8 @@ def _parse_device(
     if counter[0] > _MAX_DEVICES:
         raise RemoteProtocolError(f"description has more than {_MAX_DEVICES} devices")
     services: list[Service] = []
-    service_list = child(elem, "serviceList")
+    fields = children(elem)
+    service_list = fields.get("serviceList")
     for svc in service_list if service_list is not None else ():
         if not isinstance(svc.tag, str) or local_name(svc.tag) != "service":
             continue
@@ -60,29 +61,31 @@ def _parse_device(
             raise RemoteProtocolError(f"device has more than {_MAX_SERVICES} services")
         services.append(_parse_service(svc, location, url_base, allowed))
     devices: list[Device] = []
-    device_list = child(elem, "deviceList")
+    device_list = fields.get("deviceList")
     for sub in device_list if device_list is not None else ():
         if isinstance(sub.tag, str) and local_name(sub.tag) == "device":
             devices.append(_parse_device(sub, location, url_base, allowed, counter))
     return Device(
-        device_type=child_text(elem, "deviceType"),
-        friendly_name=child_text(elem, "friendlyName")[:256],
-        udn=child_text(elem, "UDN")[:256],
-        manufacturer=child_text(elem, "manufacturer")[:256],
-        model_name=child_text(elem, "modelName")[:256],
+        device_type=text_of(fields.get("deviceType")),
+        friendly_name=text_of(fields.get("friendlyName"))[:256],
+        udn=text_of(fields.get("UDN"))[:256],
+        manufacturer=text_of(fields.get("manufacturer"))[:256],
+        model_name=text_of(fields.get("modelName"))[:256],
         services=tuple(services),
         devices=tuple(devices),
     )
 
 
 def _parse_service(elem: Element, location: str, url_base: str, allowed: str | None) -> Service:
+    fields = children(elem)
+
     def url(name: str) -> str:
-        raw = child_text(elem, name)
+        raw = text_of(fields.get(name))
         return resolve_url(raw, location=location, url_base=url_base) if raw else ""
 
     service = Service(
-        service_type=child_text(elem, "serviceType"),
-        service_id=child_text(elem, "serviceId"),
+        service_type=text_of(fields.get("serviceType")),
+        service_id=text_of(fields.get("serviceId")),
         control_url=url("controlURL"),
         scpd_url=url("SCPDURL"),
         event_sub_url=url("eventSubURL"),

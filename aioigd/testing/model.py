@@ -55,6 +55,10 @@ class Quirks:
     lose_requests: int = 0  #: reset this many SOAP connections instead of answering
     lose_action: str = ""  #: only requests for this action are dropped ("" = any)
     ignore_searches: int = 0  #: leave this many M-SEARCHes unanswered (lost datagrams)
+    action_delay: dict[str, float] = field(default_factory=dict)  #: action → seconds before acting
+    #: External port → client that takes it the moment an AddPortMapping for it arrives
+    #: (once): the race with another host that a table read just before cannot show.
+    claim_before_add: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -260,6 +260,15 @@ class FakeIGD(WanActions, FirewallActions):
             await self._pause(q.delay)
         if action in q.hang_actions or (method == "GET" and "GET" in q.hang_actions):
             await self._pause(3600)
+        if action in q.action_delay:
+            await self._pause(q.action_delay[action])
+        if action == "AddPortMapping" and args.get("NewExternalPort", "").isdigit():
+            claimer = q.claim_before_add.pop(int(args["NewExternalPort"]), None)
+            if claimer is not None:
+                port, proto = int(args["NewExternalPort"]), args.get("NewProtocol", "TCP")
+                self.mappings[(proto, port)] = FakeMapping(
+                    "", port, proto, port, claimer, True, "another host", 0, None
+                )
         if q.garbage_http:
             writer.write(b"\x00\x01garbage, not HTTP at all\r\n\r\n")
             await writer.drain()
