@@ -88,14 +88,18 @@ class MapFlow:
         self.gateway = gateway
         self._is_kept = is_kept
         self._table: dict[_TableKey, PortMappingEntry] | None = None
-        #: False when the table was too big to read: it holds only what we learned.
+        #: False when the table was too big to read (or not read: see :meth:`prepare`): it
+        #: holds only what we learned.
         self._table_complete = False
+        #: Ports just asked about and found free (used by the next add of that port).
+        self._free: set[_TableKey] = set()
         self._ext_ip: tuple[str | None, float] | None = None
         self._lock = asyncio.Lock()
 
     def forget_table(self) -> None:
         """What we knew of the table is out of date (it is read again when needed)."""
         self._table = None
+        self._free.clear()
 
     def forget_external_ip(self) -> None:
         """Ask for the external address again at the next map."""
@@ -166,6 +170,9 @@ class MapFlow:
         held = table.get((proto, port))
         if held is not None or self._table_complete:
             return held
+        if (proto, port) in self._free:
+            self._free.discard((proto, port))  # asked a moment ago (prepare)
+            return None
         try:
             entry = await self.gateway.get_specific_port_mapping_entry(port, proto)
         except NoSuchEntryInArray:
@@ -174,6 +181,7 @@ class MapFlow:
         return entry
 
     def remember(self, entry: PortMappingEntry) -> None:
+        self._free.discard((entry.protocol, entry.external_port))
         if self._table is not None:
             self._table[(entry.protocol, entry.external_port)] = entry
 
@@ -253,29 +261,39 @@ class MapFlow:
                 log.info("%s port %d was taken; mapped %d instead", proto.value, wanted, port)
             return mapping, reported
 
-    async def prepare(self) -> str | None:
-        """Read the table and the external address now (both kept), so that a map that
-        follows sends only its add and the check; returns the external address.
-
-        A multi-layer climb prepares the upper gateways while the lower ones map.
+    async def prepare(self, protocol: TransportLike, wanted: int) -> str | None:
+        """Ask who holds ``wanted`` and the external address, at once, so that a map of
+        ``wanted`` that follows sends only its add and the check; returns the external
+        address. The table is not listed (unless it was already): a multi-layer climb maps
+        one port per gateway, and prepares the upper gateways while the lower ones map.
         """
+        proto = Transport.parse(protocol)
         async with self._lock:
-            table, address = await asyncio.gather(
-                self.table(), self.external_ip(), return_exceptions=True
+            if self._table is None:
+                self._table, self._table_complete = {}, False  # only what we learn
+            holder, address = await asyncio.gather(
+                self._holder(self._table, proto, wanted),
+                self.external_ip(),
+                return_exceptions=True,
             )
-        for result in (table, address):
+            if holder is None:
+                self._free.add((proto, wanted))
+        for result in (holder, address):
             if isinstance(result, BaseException):
                 raise result
         assert not isinstance(address, BaseException)
         return address
 
     def expected_port(self, protocol: TransportLike, wanted: int, client_ip: str) -> int | None:
-        """``wanted`` when the whole table is known and ``wanted`` is free there (or
-        ``client_ip``'s already), the port a map will then most likely get; else None."""
-        if self._table is None or not self._table_complete:
-            return None
-        held = self._table.get((Transport.parse(protocol), wanted))
-        return wanted if held is None or held.internal_client == client_ip else None
+        """``wanted`` when it is known to be free (or ``client_ip``'s already): the port a
+        map will then most likely get; else None."""
+        key = (Transport.parse(protocol), wanted)
+        if key in self._free:
+            return wanted
+        held = self._table.get(key) if self._table is not None else None
+        if held is None:
+            return wanted if self._table is not None and self._table_complete else None
+        return wanted if held.internal_client == client_ip else None
 
     async def external_ip(self, *, max_age: float | None = None) -> str | None:
         loop = asyncio.get_running_loop()

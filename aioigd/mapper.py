@@ -91,10 +91,11 @@ class PortMapper(MappingKeeper):
         """What is known of the gateway's mapping table (see :meth:`MapFlow.table`)."""
         return await self.flow.table(refresh=refresh)
 
-    async def prepare(self) -> str | None:
-        """Read the table and external address ahead of a map (see :meth:`MapFlow.prepare`)."""
+    async def prepare(self, wanted: int, protocol: TransportLike = Transport.TCP) -> str | None:
+        """Ask who holds ``wanted`` and the external address ahead of a map (see
+        :meth:`MapFlow.prepare`); returns the external address."""
         self._check_open()
-        return await self.flow.prepare()
+        return await self.flow.prepare(protocol, wanted)
 
     async def _map(self, *args: Any, **kwargs: Any) -> tuple[PortMapping, int]:
         self._check_open()

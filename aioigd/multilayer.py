@@ -311,7 +311,7 @@ class MultiLayerMapper:
         if ttl <= self.max_layers:
             # Read its table and external address now, while the layers below still map
             # (a farther hop is only used where a nearer one is no gateway). Never layer 1.
-            await self._prepare(found, 2)
+            await self._prepare(found, 2, self.external_port or self.internal_port)
         return hop.address, found
 
     def _layer1_asks(self) -> frozenset[str]:
@@ -429,16 +429,18 @@ class MultiLayerMapper:
             behind_nat=layer > 1,
         )
 
-    async def _prepare(self, found: Probe, layer: int) -> tuple[str | None, PortMapper] | None:
-        """Where UPnP comes first: make its mapper and read its table and external
-        address (kept, so a second call sends nothing). None where that failed: the
-        map itself then asks again and reports why."""
+    async def _prepare(
+        self, found: Probe, layer: int, wanted: int
+    ) -> tuple[str | None, PortMapper] | None:
+        """Where UPnP comes first: make its mapper and ask who holds ``wanted`` there and
+        its external address (kept, so a second call for that port sends nothing). None
+        where that failed: the map itself then asks again and reports why."""
         if not found.candidates or found.candidates[0].protocol != "upnp":
             return None
         mapper = self._mapper_for(found.candidates[0], layer)
         assert isinstance(mapper, PortMapper)
         try:
-            return await mapper.prepare(), mapper
+            return await mapper.prepare(wanted, self.protocol), mapper
         except IGDError as exc:
             log.debug("could not read %s ahead: %s", mapper.gateway.host, exc)
             return None
@@ -489,11 +491,11 @@ class MultiLayerMapper:
         """Map one layer. Its endpoint is told as soon as it can be predicted: the layer
         above then maps at the same time (a wrong guess is put right afterwards)."""
         client, port = internal
+        wanted = port if step.layer > 1 else (self.external_port or port)
         try:
-            prepared = await self._prepare(step.found, step.layer)
+            prepared = await self._prepare(step.found, step.layer, wanted)
             if prepared is not None:
                 external_ip, upnp = prepared
-                wanted = port if step.layer > 1 else (self.external_port or port)
                 expected = upnp.flow.expected_port(
                     self.protocol, wanted, client or upnp.gateway.local_address()
                 )

@@ -322,6 +322,9 @@ def profiles(b: Bench, loc: str, col: Collector, prof_dir: Path) -> None:
     prof_dir.mkdir(exist_ok=True)
     discover = ["discover", "--n", "10", "--profile", str(prof_dir / "aioigd_discover.txt")]
     b.run_job(Job("profile-discover", "worker_aioigd.py", discover))
+    timeline = ["timeline", "--layers", "0", "--n", "9", "--gap", "0.2"]
+    timeline += ["--profile", str(prof_dir / "discover_timeline.txt")]
+    b.run_job(Job("profile-discover-timeline", "worker_aioigd.py", timeline))
     b.run_job(Job("profile-extip", "worker_aioigd.py",
                   ["extip", "--location", loc, "--n", "200",
                    "--profile", str(prof_dir / "aioigd_extip.txt")]))  # fmt: skip
@@ -1111,6 +1114,10 @@ def write_results(path: Path, header: list[str], sections: list[tuple[str, list[
         "- `profiles/aioigd_extip.txt`: cProfile of 200 `get_external_ip_address()` calls.",
         "- `profiles/aioigd_map_port.txt`: cProfile of 20 `PortMapper.map_port` + delete.",
         "- `profiles/cli_add_cprofile.txt`: cProfile of one cold `python -m aioigd add`.",
+        "- `profiles/discover_timeline.txt`: one `discover()` (the median of 9) as a timeline: "
+        "M-SEARCHes sent, answers received, the description fetch.",
+        "- `profiles/multilayer_timeline.txt`: one 4-layer `map()` (the median of 7) as a "
+        "timeline: every request's start, end and gateway.",
         f"- `{path.with_suffix('.json').name}`: every raw sample of this run.",
         "",
     ]
@@ -1169,6 +1176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("building the 4-router lab")
             with Lab(layers=4) as lab:
                 fig_multilayer(Bench(lab, col), plan, lab)
+                prof_dir = Path(a.out).parent / "profiles"
+                prof_dir.mkdir(exist_ok=True)
+                timeline = ["timeline", "--layers", "4", "--n", "7", "--gap", "1.2"]
+                timeline += ["--probe-target", lab.outside_ip, "--port", "46900"]
+                timeline += ["--profile", str(prof_dir / "multilayer_timeline.txt")]
+                Bench(lab, col).run_job(Job("profile-ml-timeline", "worker_aioigd.py", timeline))
     except LabError as exc:
         print(f"lab failure: {exc}", file=sys.stderr)
         return 1

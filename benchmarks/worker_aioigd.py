@@ -1,7 +1,8 @@
 """aioigd side of the benchmarks; run inside the lab's client namespace by run.py.
 
 ``python benchmarks/worker_aioigd.py FIGURE --location URL [...]`` prints one JSON line.
-Figures: discover, extip, mapdel, bulk, seed, multilayer.
+Figures: discover, extip, mapdel, bulk, seed, multilayer, timeline (``--layers 0``: one
+discover(); N: one multi-layer map; written to ``--profile``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import asyncio
 import cProfile
 import sys
+from pathlib import Path
+from typing import Any
 
 from _common import BENCH_DESCRIPTION, emit, now, tcp_active_opens
 
@@ -184,6 +187,91 @@ async def fig_multilayer(a: argparse.Namespace) -> None:
     emit(series, requests=requests, complete=not reasons, incomplete=reasons)
 
 
+def _instrument(events: list[tuple[float, float, str, str]], t0: list[float]) -> None:
+    """Record every HTTP request (start, end, host, what) and every SSDP datagram."""
+    import aioigd.discovery as disc
+    from aioigd.session import SoapSession
+
+    call, get, received = SoapSession.call, SoapSession.get, disc.SsdpProtocol.datagram_received
+    send = disc._send
+
+    async def timed_call(self: SoapSession, url: str, st: str, action: str, args: Any = ()) -> Any:
+        start = now() - t0[0]
+        try:
+            return await call(self, url, st, action, args)
+        finally:
+            events.append((start, now() - t0[0], self.host or "?", action))
+
+    async def timed_get(self: SoapSession, url: str, *, what: str = "description") -> bytes:
+        start = now() - t0[0]
+        try:
+            return await get(self, url, what=what)
+        finally:
+            events.append((start, now() - t0[0], self.host or "?", f"GET {what}"))
+
+    def timed_received(self: Any, data: bytes, addr: Any) -> None:
+        at = now() - t0[0]
+        events.append((at, at, str(addr[0]), "SSDP answer"))
+        received(self, data, addr)
+
+    def timed_send(protocol: Any, sends: Any, *, first: bool = False) -> None:
+        if first:
+            at = now() - t0[0]
+            events.append((at, at, str(sends[0][0][0]), f"M-SEARCH x{len(sends)}"))
+        send(protocol, sends, first=first)
+
+    SoapSession.call = timed_call  # type: ignore[method-assign]
+    SoapSession.get = timed_get  # type: ignore[method-assign]
+    disc.SsdpProtocol.datagram_received = timed_received  # type: ignore[method-assign]
+    disc._send = timed_send
+
+
+async def fig_timeline(a: argparse.Namespace) -> None:
+    """Where the time of one discover() or multi-layer map() goes: every request's span
+    and every SSDP datagram, for the run of median length (written to --profile)."""
+    events: list[tuple[float, float, str, str]] = []
+    t0 = [0.0]
+    _instrument(events, t0)
+    runs: list[tuple[float, list[tuple[float, float, str, str]]]] = []
+    for i in range(a.n):
+        events.clear()
+        t0[0] = now()
+        if a.layers:
+            mapper = MultiLayerMapper(
+                a.port + i, layers=a.layers, probe_target=a.probe_target,
+                description=BENCH_DESCRIPTION,
+            )  # fmt: skip
+            await mapper.map()
+            total = now() - t0[0]
+            await mapper.release()
+        else:
+            gw = await aioigd.discover()
+            total = now() - t0[0]
+            await gw.close()
+        runs.append((total, sorted(e for e in events if e[0] <= total)))
+        await asyncio.sleep(a.gap)
+    runs.sort(key=lambda r: r[0])
+    total, spans = runs[len(runs) // 2]
+    what = f"MultiLayerMapper(layers={a.layers}).map()" if a.layers else "discover()"
+    lines = [
+        f"# aioigd: where one {what} spends its time (the median of {a.n} runs: {total:.2f} ms)",
+        "",
+        "Every HTTP request (start → end, ms from the call) and every SSDP datagram (sent, or",
+        "received: one line per answer). Wall times all: the gaps are this process's own work",
+        "(parsing, the event loop) and the routers' (four miniupnpd share this machine's cores).",
+        "",
+        f"{'start':>8} {'end':>8} {'took':>6}  host             what",
+    ]
+    for start, end, host, action in spans:
+        took = f"{end - start:6.2f}" if end > start else "      "
+        lines.append(f"{start:8.2f} {end:8.2f} {took}  {host:16s} {action}")
+    lines.append(f"{total:8.2f} {'':8} {'':6}  {'':16} returned")
+    lines.append("")
+    lines.append(f"all runs (ms): {', '.join(f'{r[0]:.1f}' for r in runs)}")
+    Path(a.profile).write_text("\n".join(lines) + "\n")
+    emit({"timeline": [r[0] for r in runs]})
+
+
 FIGURES = {
     "discover": fig_discover,
     "extip": fig_extip,
@@ -191,6 +279,7 @@ FIGURES = {
     "bulk": fig_bulk,
     "seed": fig_seed,
     "multilayer": fig_multilayer,
+    "timeline": fig_timeline,
 }
 
 

@@ -771,3 +771,29 @@ async def test_external_ip_is_fetched_again_after_its_ttl(
     )
     assert actions.index("AddPortMapping") < actions.index("GetSpecificPortMappingEntry")
     assert again.external_ip == "198.18.7.7"
+
+
+async def test_prepare_asks_once_and_the_map_after_it_sends_only_add_and_check() -> None:
+    async with FakeIGD("127.0.0.1") as fake, await Gateway.from_location(fake.location) as gw:
+        pm = PortMapper(gw)
+        assert await pm.prepare(5000) == "203.0.113.7"
+        assert sorted(fake.actions()) == ["GetExternalIPAddress", "GetSpecificPortMappingEntry"]
+        assert pm.flow.expected_port("TCP", 5000, ME) == 5000
+        fake.requests.clear()
+        mapping = await pm.map_port(5000)
+        assert mapping.external_port == 5000 and mapping.external_ip == "203.0.113.7"
+        assert fake.actions() == ["AddPortMapping", "GetSpecificPortMappingEntry"]
+
+
+async def test_prepare_of_a_port_another_host_holds_predicts_nothing() -> None:
+    async with FakeIGD("127.0.0.1") as fake, await Gateway.from_location(fake.location) as gw:
+        fake.mappings[("TCP", 5000)] = FakeMapping(
+            "", 5000, "TCP", 22, "192.168.1.99", True, "someone else", 0, None
+        )
+        pm = PortMapper(gw)
+        await pm.prepare(5000)
+        assert pm.flow.expected_port("TCP", 5000, ME) is None
+        assert pm.flow.expected_port("TCP", 5000, "192.168.1.99") == 5000
+        mapping = await pm.map_port(5000)
+        assert mapping.external_port != 5000
+        assert fake.mappings[("TCP", 5000)].internal_client == "192.168.1.99"
