@@ -111,13 +111,22 @@ class SearchOptions:
 
 
 class SsdpProtocol(asyncio.DatagramProtocol):
-    """Parses SSDP datagrams and queues the valid answers; nothing else."""
+    """Parses SSDP datagrams and queues the valid answers; nothing else.
 
-    def __init__(self, queue: asyncio.Queue[SearchResponse]) -> None:
+    With ``seen``, only the first answer of each (sender, LOCATION) is queued: a router
+    answers every search target, on every socket it was asked on, and its copies
+    would only be parsed again and thrown away, while the description is fetched.
+    """
+
+    def __init__(
+        self, queue: asyncio.Queue[SearchResponse], seen: set[tuple[str, str]] | None = None
+    ) -> None:
         self.queue = queue
+        self.seen = seen
         self.transport: asyncio.DatagramTransport | None = None
         self.invalid = 0
         self.dropped = 0
+        self.repeats = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's selector datagram transport does not subclass DatagramTransport.
@@ -131,6 +140,13 @@ class SsdpProtocol(asyncio.DatagramProtocol):
             return
         if answer is None or answer.is_notify:
             return
+        if self.seen is not None:
+            key = (answer.sender, answer.location)
+            if key in self.seen:
+                self.repeats += 1
+                return
+            if len(self.seen) < MAX_ANSWERS:
+                self.seen.add(key)
         try:
             self.queue.put_nowait(answer)
         except asyncio.QueueFull:
@@ -240,11 +256,14 @@ def _udp_socket(family: socket.AddressFamily) -> socket.socket:
     return sock
 
 
-def _unicast_plans(options: SearchOptions) -> list[tuple[socket.socket, list[_Send]]]:
+def _unicast_plans(
+    options: SearchOptions, gateways: Sequence[str] | None = None
+) -> list[tuple[socket.socket, list[_Send]]]:
     targets = [_parse_target(t) for t in options.unicast]
     if options.default_gateways:
         if options.ipv4:
-            targets += [(gw, SSDP_PORT) for gw in default_gateways()]
+            gateways = default_gateways() if gateways is None else gateways
+            targets += [(gw, SSDP_PORT) for gw in gateways]
         if options.ipv6:
             targets += [(gw, SSDP_PORT) for gw in default_gateways_v6()]
     targets = [
@@ -316,7 +335,10 @@ def _multicast_plans(options: SearchOptions) -> list[tuple[socket.socket, list[_
 
 @contextlib.asynccontextmanager
 async def _endpoints(
-    options: SearchOptions, queue: asyncio.Queue[SearchResponse]
+    options: SearchOptions,
+    queue: asyncio.Queue[SearchResponse],
+    seen: set[tuple[str, str]] | None,
+    gateways: Sequence[str] | None,
 ) -> AsyncIterator[list[tuple[SsdpProtocol, list[_Send]]]]:
     """Open every socket of the search and send its first M-SEARCHes: the unicast ones
     (the default gateway, which answers first) before the interfaces are even listed."""
@@ -324,15 +346,15 @@ async def _endpoints(
     opened: list[tuple[SsdpProtocol, list[_Send]]] = []
     unowned: list[socket.socket] = []
     try:
-        for make in (_unicast_plans, _multicast_plans):
+        for first in (True, False):
             try:
-                plans = make(options)
+                plans = _unicast_plans(options, gateways) if first else _multicast_plans(options)
             except OSError as exc:
                 raise IGDConnectionError(f"cannot open an SSDP socket: {exc}") from None
             unowned = [sock for sock, _ in plans]
             for sock, sends in plans:
                 _, protocol = await loop.create_datagram_endpoint(
-                    lambda: SsdpProtocol(queue), sock=sock
+                    lambda: SsdpProtocol(queue, seen), sock=sock
                 )
                 unowned.remove(sock)  # its transport closes it now
                 opened.append((protocol, sends))
@@ -440,12 +462,20 @@ async def ssdp_presence(host: str, timeout: float) -> bool | None:
         transport.close()
 
 
-async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchResponse]:
+async def search(
+    options: SearchOptions | None = None,
+    *,
+    first_per_location: bool = False,
+    gateways: Sequence[str] | None = None,
+) -> AsyncIterator[SearchResponse]:
     """Yield SSDP answers as they arrive until ``options.timeout``.
 
     Answers whose LOCATION host is not their sender are dropped (recorded in
     ``options.refused``) unless ``allow_foreign_location`` is set; an IPv6
     link-local responder's global LOCATION is confirmed by asking it directly.
+    ``first_per_location``: only the first answer of each sender for each LOCATION
+    (the others differ only in search target and USN). ``gateways``: the IPv4 default
+    gateways, when the caller has just read them (else they are read here).
     """
     options = options or SearchOptions()
     if not options.multicast and not options.unicast and not options.default_gateways:
@@ -456,7 +486,8 @@ async def search(options: SearchOptions | None = None) -> AsyncIterator[SearchRe
     confirming: set[str] = set()
     confirmers: list[asyncio.BaseTransport] = []
     options.tried.clear()
-    async with _endpoints(options, queue) as endpoints:
+    seen: set[tuple[str, str]] | None = set() if first_per_location else None
+    async with _endpoints(options, queue, seen, gateways) as endpoints:
         if not endpoints:
             return
         sender = asyncio.create_task(_sender(endpoints))
@@ -530,7 +561,8 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
     # default gateway wins, then one on our subnet; the first answer wins only when no
     # default gateway was asked, or it did not answer within prefer_window.
     start_loading_aiohttp()  # in a thread, while the search waits for answers
-    defaults = set(default_gateways()) if options.default_gateways and options.ipv4 else set()
+    routers = default_gateways() if options.default_gateways and options.ipv4 else []
+    defaults = set(routers)
     # Only asked when an answer is not the default gateway, and after it was fetched:
     # listing the interfaces (~2 ms) must not delay the search or the first fetch.
     known: list[list[ipaddress.IPv4Network]] = []
@@ -570,7 +602,7 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
 
     async def pump() -> None:
         seen: set[str] = set()
-        async for answer in search(options):
+        async for answer in search(options, first_per_location=True, gateways=routers):
             if answer.location in seen or len(seen) >= MAX_LOCATIONS:
                 continue
             seen.add(answer.location)

@@ -108,6 +108,33 @@ async def test_search_yields_raw_answers(fake_igd: FakeIGD) -> None:
     assert {a.st for a in answers} <= set(opts.search_targets)
 
 
+async def test_search_can_keep_only_each_senders_first_answer_per_location(
+    fake_igd: FakeIGD,
+) -> None:
+    fake_igd.quirks = Quirks(ssdp_copies=3)
+    opts = SearchOptions(**loopback_search(fake_igd, timeout=0.3))
+    every = [a async for a in search(opts)]
+    assert len(every) >= 3 * len(opts.search_targets)
+    first = [a async for a in search(opts, first_per_location=True)]
+    assert [(a.sender, a.location) for a in first] == [("127.0.0.1", fake_igd.location)]
+
+
+async def test_a_spoofed_answer_for_a_location_does_not_hide_the_real_one() -> None:
+    async with FakeIGD("127.0.0.2") as real, FakeIGD("127.0.0.3") as rogue:
+        # The rogue answers first, claiming the real router's LOCATION: refused as foreign,
+        # and the real router's own answer for that LOCATION still counts.
+        rogue.quirks = Quirks(ssdp_location=real.location)
+        opts = SearchOptions(
+            timeout=0.5,
+            multicast=False,
+            default_gateways=False,
+            unicast=[(rogue.host, rogue.ssdp_port), (real.host, real.ssdp_port)],
+        )
+        answers = [a async for a in search(opts, first_per_location=True)]
+        assert [(a.sender, a.location) for a in answers] == [("127.0.0.2", real.location)]
+        assert any("127.0.0.3" in why for why in opts.refused)
+
+
 async def test_search_with_nothing_to_search_is_refused() -> None:
     opts = SearchOptions(multicast=False, default_gateways=False, unicast=[])
     with pytest.raises(ValueError):
