@@ -584,6 +584,24 @@ class MultiLayerMapper:
         self._state.kept = [k for _, k in done]
         return self._finish(*stop) if stop else self._finish()
 
+    async def _remap(
+        self, layer: int, mapper: LayerMapper, old: KeptMapping, ip: str | None, port: int
+    ) -> KeptMapping:
+        """Delete layer ``layer``'s mapping and map it again towards ``ip``:``port`` (the
+        endpoint of the layer below); a failed delete is only logged."""
+        try:
+            await old.release()
+        except IGDError as exc:
+            log.info("could not delete layer %d's old mapping: %s", layer, exc)
+        return await mapper.keep(
+            port,
+            external_port=port,
+            protocol=self.protocol,
+            lease=self.lease,
+            description=self.description,
+            internal_client=ip,
+        )
+
     async def _correct(
         self, done: list[tuple[LayerMapper, KeptMapping]]
     ) -> tuple[int, str, StopReason] | None:
@@ -605,15 +623,8 @@ class MultiLayerMapper:
                 i + 1,
             )
             try:
-                with contextlib.suppress(IGDError):
-                    await kept.release()
-                kept = await mapper.keep(
-                    below.external_port,
-                    external_port=below.external_port,
-                    protocol=self.protocol,
-                    lease=self.lease,
-                    description=self.description,
-                    internal_client=below.external_ip,
+                kept = await self._remap(
+                    i + 1, mapper, kept, below.external_ip, below.external_port
                 )
             except IGDError as exc:
                 for m, _ in done[i:]:
@@ -700,17 +711,8 @@ class MultiLayerMapper:
             before = (above.external_ip, above.external_port)
             mapper = st.mappers[layer]
             try:
-                await above.release()
-            except IGDError as exc:
-                log.info("could not delete layer %d's old mapping: %s", layer + 1, exc)
-            try:
-                kept = await mapper.keep(
-                    below.external_port,
-                    external_port=below.external_port,
-                    protocol=self.protocol,
-                    lease=self.lease,
-                    description=self.description,
-                    internal_client=below.external_ip,
+                kept = await self._remap(
+                    layer + 1, mapper, above, below.external_ip, below.external_port
                 )
             except IGDError as exc:
                 # WARNING: in the background, and the app's endpoint no longer reaches it.
