@@ -133,9 +133,17 @@ def prepare_aiohttp() -> None:
 
 
 def _imported_aiohttp() -> Any:
+    """aiohttp once its import has finished, else None.
+
+    A module is in ``sys.modules`` from the moment its import starts: while another
+    thread runs aiohttp's ``__init__`` it already has some names (``ClientSession``)
+    and not yet others. ``__spec__._initializing`` is the flag CPython's own import
+    system checks for that.
+    """
     module = sys.modules.get("aiohttp")
-    # Present but without ClientSession: another thread is importing it right now.
-    return module if getattr(module, "ClientSession", None) is not None else None
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
 
 
 def start_loading_aiohttp() -> None:
