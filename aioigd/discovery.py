@@ -271,6 +271,7 @@ def _unicast_plans(
     ]
     for host, _ in targets:
         check_destination(host, "SSDP search")
+    # The multicast group too, here: every destination is refused before anything is sent.
     if options.multicast:
         check_destination(SSDP_ADDR if options.ipv4 else SSDP_ADDR_V6, "SSDP multicast")
     plans: list[tuple[socket.socket, list[_Send]]] = []

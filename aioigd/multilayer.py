@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal
 
@@ -320,13 +320,16 @@ class MultiLayerMapper:
         if hint:
             return frozenset({url_host(hint) if "://" in hint else _split_hint(hint)[0]})
         search = self.search or SearchOptions()
-        hosts = {h.strip("[]") for h in (pcp_host(search),) if h}
+        # Its first unicast address (PCP / NAT-PMP are asked there), and the default
+        # gateways, read once (PCP asks the first of them when no address is given).
+        unicast = pcp_host(replace(search, default_gateways=False))
+        hosts = {unicast.strip("[]")} if unicast else set()
         if search.default_gateways:
             hosts.update(default_gateways())
         return frozenset(hosts)
 
     def _is_mapped_host(self, host: str, found: Probe) -> bool:
-        udns = {c.gateway.udn for c in found.candidates if c.gateway is not None and c.gateway.udn}
+        udns = _udns(found)
         return any(host in s.hosts or not udns.isdisjoint(s.udns) for s in self._steps)
 
     async def _next_layer(self, layer: int, below_ip: str) -> Probe:
@@ -474,14 +477,13 @@ class MultiLayerMapper:
 
     def _start_step(self, layer: int, found: Probe, internal: _Endpoint) -> _Step:
         hosts = {c.host for c in found.candidates} | ({found.host} if found.host else set())
-        udns = {c.gateway.udn for c in found.candidates if c.gateway is not None}
         step = _Step(
             layer,
             found,
             asyncio.get_running_loop().create_future(),
             found.host or (found.candidates[0].host if found.candidates else "?"),
             frozenset(hosts),
-            frozenset(udns - {""}),
+            _udns(found),
         )
         self._steps.append(step)
         step.task = asyncio.create_task(self._run_step(step, internal))
@@ -627,16 +629,12 @@ class MultiLayerMapper:
                     i + 1, mapper, kept, below.external_ip, below.external_port
                 )
             except IGDError as exc:
-                for m, _ in done[i:]:
-                    with contextlib.suppress(IGDError):
-                        await m.close()
+                await _close_mappers(m for m, _ in done[i:])
                 del done[i:]
                 why = f"mapping at {_host_of(mapper)} failed: {exc}"
                 return i + 1, why, StopReason.MAPPING_FAILED
             except BaseException:
-                for m, _ in done:
-                    with contextlib.suppress(IGDError):
-                        await m.close()
+                await _close_mappers(m for m, _ in done)
                 done.clear()
                 raise
             done[i] = (mapper, kept)
@@ -794,14 +792,26 @@ def _host_of(mapper: LayerMapper) -> str:
     return mapper.gateway.host if isinstance(mapper, PortMapper) else mapper.host
 
 
+async def _close_mappers(mappers: Iterable[LayerMapper]) -> None:
+    """Close each mapper, deleting what it maps (a gateway that is gone is skipped)."""
+    for mapper in mappers:
+        with contextlib.suppress(IGDError):
+            await mapper.close()
+
+
+def _udns(found: Probe) -> frozenset[str]:
+    """The UDNs of the UPnP gateways that answered in ``found``."""
+    return frozenset(
+        c.gateway.udn for c in found.candidates if c.gateway is not None and c.gateway.udn
+    )
+
+
 async def _discard(steps: Sequence[_Step]) -> None:
     """Stop the climb's steps and remove whatever they mapped."""
     tasks = [s.task for s in steps if s.task is not None]
     for task in tasks:
         task.cancel()
-    for result in await asyncio.gather(*tasks, return_exceptions=True):
-        if isinstance(result, tuple):
-            with contextlib.suppress(IGDError):
-                await result[0].close()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await _close_mappers(r[0] for r in results if isinstance(r, tuple))
     for step in steps:
         await step.found.aclose()  # what a step that never ran still holds

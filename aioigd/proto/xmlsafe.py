@@ -99,7 +99,4 @@ def text_of(elem: ET.Element | None, default: str = "") -> str:
 
 def child_text(elem: ET.Element, name: str, default: str = "") -> str:
     """Stripped text of the child ``name``, or ``default``."""
-    c = child(elem, name)
-    if c is None or c.text is None:
-        return default
-    return c.text.strip()
+    return text_of(child(elem, name), default)
