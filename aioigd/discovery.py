@@ -21,6 +21,7 @@ import ipaddress
 import itertools
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -156,8 +157,23 @@ class SsdpProtocol(asyncio.DatagramProtocol):
         log.debug("SSDP socket error: %s", exc)
 
 
-def _local_networks() -> list[ipaddress.IPv4Network]:
-    """The host's IPv4 subnets (from ifaddr)."""
+#: Seconds a listing of the host's subnets is reused: the searches of one multi-layer
+#: map run side by side, and the listing (ifaddr, through ctypes) costs ~0.5 ms each.
+#: It only ranks answers, so a listing a moment old does no harm.
+_NETWORKS_TTL = 2.0
+_networks: tuple[float, tuple[ipaddress.IPv4Network, ...]] | None = None
+
+
+def _local_networks(now: float | None = None) -> tuple[ipaddress.IPv4Network, ...]:
+    """The host's IPv4 subnets (from ifaddr, at most ``_NETWORKS_TTL`` seconds old)."""
+    global _networks
+    now = time.monotonic() if now is None else now
+    if _networks is None or not 0 <= now - _networks[0] < _NETWORKS_TTL:
+        _networks = (now, tuple(_list_networks()))
+    return _networks[1]
+
+
+def _list_networks() -> list[ipaddress.IPv4Network]:
     import ifaddr
 
     networks: list[ipaddress.IPv4Network] = []
@@ -534,7 +550,7 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
 
 
 def _rank(
-    gw: Gateway, defaults: set[str], networks: Callable[[], list[ipaddress.IPv4Network]]
+    gw: Gateway, defaults: set[str], networks: Callable[[], Sequence[ipaddress.IPv4Network]]
 ) -> int:
     """0: the host's default gateway (the router in the path); 1: on one of the host's
     subnets; 2: anything else."""
@@ -564,15 +580,8 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
     start_loading_aiohttp()  # in a thread, while the search waits for answers
     routers = default_gateways() if options.default_gateways and options.ipv4 else []
     defaults = set(routers)
-    # Only asked when an answer is not the default gateway, and after it was fetched:
-    # listing the interfaces (~2 ms) must not delay the search or the first fetch.
-    known: list[list[ipaddress.IPv4Network]] = []
-
-    def networks() -> list[ipaddress.IPv4Network]:
-        if not known:
-            known.append(_local_networks())
-        return known[0]
-
+    # The host's subnets are listed only when an answer is not the default gateway, and
+    # after it was fetched: listing them must not delay the search or the first fetch.
     ranked: list[tuple[int, int, Gateway]] = []
     loop = asyncio.get_running_loop()
     settle_at: float | None = None
@@ -593,7 +602,7 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
         if not first:
             gateways.append(gw)
             return
-        rank = _rank(gw, defaults, networks)
+        rank = _rank(gw, defaults, _local_networks)
         ranked.append((rank, len(ranked), gw))
         if rank == 0 or not defaults:
             found.set()

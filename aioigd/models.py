@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ class Service:
     scpd_url: str = ""
     event_sub_url: str = ""
 
-    @property
+    @functools.cached_property  # asked on every request (the action check)
     def kind(self) -> ServiceKind | None:
         """Which known service this is, or ``None``."""
         for kind in ServiceKind:
@@ -110,7 +111,7 @@ class Service:
                 return kind
         return None
 
-    @property
+    @functools.cached_property
     def version(self) -> int:
         """The version number after the last colon of the type (0 when absent)."""
         tail = self.service_type.rsplit(":", 1)[-1]

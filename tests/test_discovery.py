@@ -391,3 +391,30 @@ async def test_discover_cancelled_leaves_nothing_open(leak_check: Any) -> None:
 async def test_top_level_exports() -> None:
     assert aioigd.discover is discover
     assert issubclass(GatewayNotFound, IGDError)
+
+
+def test_host_subnets_are_listed_once_for_searches_side_by_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The searches of one multi-layer map each rank their answers by the host's subnets:
+    # one listing (ifaddr, through ctypes) serves them all, and an old one is replaced.
+    import ipaddress
+
+    import aioigd.discovery as disc
+
+    listings: list[int] = []
+
+    def fake_list() -> list[ipaddress.IPv4Network]:
+        listings.append(1)
+        return [ipaddress.IPv4Network(f"10.0.{len(listings)}.0/24")]
+
+    monkeypatch.setattr(disc, "_list_networks", fake_list)
+    monkeypatch.setattr(disc, "_networks", None)
+    now = 1000.0
+    first = disc._local_networks(now)
+    assert disc._local_networks(now + disc._NETWORKS_TTL / 2) == first
+    assert len(listings) == 1
+    now += 1.5 * disc._NETWORKS_TTL
+    assert disc._local_networks(now) == (ipaddress.IPv4Network("10.0.2.0/24"),)
+    disc._local_networks(now - 10 * disc._NETWORKS_TTL)  # a clock that went back: listed again
+    assert len(listings) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from urllib.parse import urljoin, urlsplit
 
@@ -43,7 +44,8 @@ def check_url(url: str, *, allowed_host: str | None = None) -> str:
     """
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeURLError(f"URL longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or not c.isprintable() for c in url):
+    # isprintable() is False for every whitespace character but the ASCII space.
+    if " " in url or not url.isprintable():
         raise UnsafeURLError(f"URL with spaces or control characters: {url[:80]!r}")
     try:
         parts = urlsplit(url)
@@ -76,6 +78,10 @@ def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
     """
     relative = relative.strip()
     base = url_base.strip() or location
+    if len(base) <= MAX_URL_LENGTH and _is_plain_path(relative):
+        origin = _origin(base)
+        if origin:
+            return origin + relative
     try:
         scheme = urlsplit(relative).scheme
         opaque = scheme and not relative[len(scheme) + 1 :].startswith("/")
@@ -86,6 +92,33 @@ def resolve_url(relative: str, *, location: str, url_base: str = "") -> str:
         return urljoin(base, relative)
     except ValueError as exc:
         raise UnsafeURLError(f"malformed URL {relative[:80]!r}: {exc}") from None
+
+
+def _is_plain_path(relative: str) -> bool:
+    """An absolute path that urljoin() would append to the base's origin unchanged: no
+    dot segment or empty segment to remove, no query, fragment or parameters (an empty
+    one is dropped), nothing urlsplit() strips (tab, CR, LF)."""
+    return (
+        relative.startswith("/")
+        and not any(part in relative for part in _NOT_PLAIN)
+        and relative.isprintable()
+    )
+
+
+_NOT_PLAIN = ("//", "/.", "?", "#", ";", " ")
+
+
+@functools.lru_cache(maxsize=64)
+def _origin(base: str) -> str:
+    """``scheme://netloc`` of an http(s) ``base`` (what an absolute path keeps of it),
+    else "" (urljoin decides)."""
+    try:
+        parts = urlsplit(base)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def with_zone(url: str, sender: str) -> str:

@@ -64,12 +64,13 @@ def parse_xml(data: bytes, *, limit: int, what: str = "XML") -> ET.Element:
 
 
 def _check_depth(root: ET.Element, what: str) -> None:
-    stack = [(root, 1)]
-    while stack:
-        elem, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise RemoteProtocolError(f"{what} nests deeper than {MAX_DEPTH} levels")
-        stack.extend((c, depth + 1) for c in elem)
+    # One level at a time: a list per level is ~3x cheaper than a (node, depth) stack.
+    level = [root]
+    for _ in range(MAX_DEPTH):
+        level = [c for elem in level for c in elem]
+        if not level:
+            return
+    raise RemoteProtocolError(f"{what} nests deeper than {MAX_DEPTH} levels")
 
 
 def child(elem: ET.Element, name: str) -> ET.Element | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aioigd.errors import RemoteProtocolError, UnsafeURLError
 from aioigd.proto.urls import MAX_URL_LENGTH, check_url, resolve_url, same_host, url_host
@@ -246,3 +250,38 @@ def test_url_host(url: str, host: str) -> None:
 def test_check_url_refuses_whitespace_and_control_characters(url: str) -> None:
     with pytest.raises(UnsafeURLError):
         check_url(url)
+
+
+_PATH_CHARS = st.sampled_from(list("/.?#;=&%:@[]abzAZ09-_~ ") + ["\t", "\n", "\x00", "é", "\u2028"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    relative=st.text(_PATH_CHARS, max_size=24).map(lambda t: "/" + t),
+    base=st.sampled_from(
+        [
+            LOC,
+            "http://192.168.1.1:5000/rootDesc.xml?x=1#f",
+            "HTTP://Router.Local/a/b/",
+            "http://[fe80::1%25eth0]:49152/desc",
+            "https://10.0.0.1",
+            "http://10.0.0.1?q",
+            "ftp://10.0.0.1/x",
+            "uuid:abc/def",
+            "",
+        ]
+    ),
+)
+def test_resolve_url_absolute_path_matches_urljoin(relative: str, base: str) -> None:
+    # The shortcut for "/path" references must give exactly what urljoin gives (and
+    # refuse what urlsplit cannot split).
+    try:
+        urlsplit(relative.strip())
+        expected: str | None = urljoin(base, relative.strip())
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(UnsafeURLError):
+            resolve_url(relative, location=base)
+    else:
+        assert resolve_url(relative, location=base) == expected
