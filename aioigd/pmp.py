@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
+from .deadlines import current_deadline
 from .errors import (
     IGDConnectionError,
     IGDError,
@@ -200,11 +201,17 @@ class PmpClient(abc.ABC):
         timeout: float,
         background: bool = False,
     ) -> R:
-        """Send ``payload`` until ``decode`` accepts an answer or ``timeout`` passes."""
+        """Send ``payload`` until ``decode`` accepts an answer or ``timeout`` passes
+        (or the command's :func:`~aioigd.deadlines.deadline`, if sooner)."""
+        loop = asyncio.get_running_loop()
+        end = current_deadline()
+        if end is not None:
+            if end - loop.time() <= 0:
+                raise IGDTimeoutError(f"{self.mechanism}: the command's deadline has passed")
+            timeout = min(timeout, end - loop.time())
         await self.open()
         assert self._endpoint is not None
         endpoint = self._endpoint
-        loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         waiter = (decode, future)
         endpoint.waiters.append(waiter)

@@ -11,13 +11,12 @@ per URL); every transport error is translated into the aioigd error tree (in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
+from .deadlines import current_deadline, deadline
 from .errors import (
     ConnectionReset,
     IGDConnectionError,
@@ -87,31 +86,9 @@ MIN_ATTEMPT = 1.1
 _MIN_RETRY = 0.2
 _MAX_TARGETS = 64
 
-_deadline: ContextVar[float | None] = ContextVar("aioigd_deadline", default=None)
-
 # aiohttp comes with this module: imported here when no loop runs (as a top-level
 # `from aioigd import discover` does), else in a thread, never on a running loop.
 prepare_aiohttp()
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[float]:
-    """Bound every request made inside the block (by this task and the tasks it
-    starts) to end within ``seconds`` from now; yields the loop time it ends at.
-
-    Each request then gets the lesser of its session's timeout and the time left;
-    a nested deadline never extends an outer one.
-    """
-    loop = asyncio.get_running_loop()
-    at = loop.time() + seconds
-    outer = _deadline.get()
-    if outer is not None:
-        at = min(at, outer)
-    token = _deadline.set(at)
-    try:
-        yield at
-    finally:
-        _deadline.reset(token)
 
 
 def attempt_budget(remaining: float, attempt: int) -> float:
@@ -214,7 +191,7 @@ class SoapSession:
             loop = asyncio.get_running_loop()
             start = loop.time()
             end = start + self.timeout
-            outer = _deadline.get()
+            outer = current_deadline()
             if outer is not None:
                 end = min(end, outer)
             attempt = 0

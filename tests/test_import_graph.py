@@ -156,7 +156,13 @@ def test_checker_resolves_imports(source: str, module: str, expected: set[str]) 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("aioigd.errors", "aioigd.models"),
     ("aioigd.proto",),
-    ("aioigd.lifecycle", "aioigd.netguard", "aioigd.tasks", "aioigd.httpclient"),
+    (
+        "aioigd.lifecycle",
+        "aioigd.netguard",
+        "aioigd.tasks",
+        "aioigd.deadlines",
+        "aioigd.httpclient",
+    ),
     ("aioigd.platform",),
     ("aioigd.netutil", "aioigd.session", "aioigd.traceroute", "aioigd.pmp"),
     ("aioigd.gateway",),

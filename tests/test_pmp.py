@@ -11,6 +11,7 @@ import pytest
 
 from aioigd import NetworkPolicyError
 from aioigd.anymapper import map_first, parse_protocols, probe_gateway
+from aioigd.deadlines import deadline
 from aioigd.errors import (
     IGDConnectionError,
     IGDTimeoutError,
@@ -91,6 +92,27 @@ async def test_no_answer_is_a_timeout_with_bounded_sends() -> None:
         with pytest.raises(IGDTimeoutError):
             await client.map(TCP, 7000, lifetime=600, nonce=NONCE, request_timeout=1.0)
         assert len(fake.requests) == 1 + len(retransmit_delays(0.25, 1.0))
+
+
+async def test_the_command_deadline_bounds_pcp_and_natpmp_requests() -> None:
+    # deadline() bounds every request in the block, UPnP or not: a silent gateway
+    # costs the time left, not the request's own 30 s, and nothing is sent after it.
+    async with server(quirks=PcpQuirks(drop=1000)) as fake:
+        loop = asyncio.get_running_loop()
+        for client in (pcp(fake), natpmp(fake)):
+            async with client:
+                start = loop.time()
+                with deadline(0.6), pytest.raises(IGDTimeoutError):
+                    await client.probe(request_timeout=30.0)
+                assert loop.time() - start < 10.0  # generous; without the deadline: 30 s
+        sent = len(fake.requests)
+        assert sent == 2 * (1 + len(retransmit_delays(0.25, 0.6)))  # one resend each
+        async with pcp(fake) as client:
+            with deadline(0.5) as at:
+                await asyncio.sleep(max(0.0, at - loop.time()) + 0.01)
+                with pytest.raises(IGDTimeoutError, match="deadline has passed"):
+                    await client.probe(request_timeout=30.0)
+        assert len(fake.requests) == sent
 
 
 async def test_nothing_listening_fails_at_once() -> None:

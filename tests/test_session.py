@@ -20,6 +20,7 @@ from aioigd import (
     SoapSession,
     UnsafeURLError,
 )
+from aioigd.deadlines import current_deadline
 from aioigd.errors import IGDError, IGDTimeoutError, InvalidAction, NoSuchEntryInArray
 from aioigd.gateway import ENUMERATION_WINDOW
 from aioigd.session import MIN_ATTEMPT, attempt_budget, deadline
@@ -322,9 +323,7 @@ async def test_deadline_is_inherited_by_tasks_and_never_extended() -> None:
 
 
 async def _current_deadline() -> float | None:
-    from aioigd.session import _deadline
-
-    return _deadline.get()
+    return current_deadline()
 
 
 class RawReply:
