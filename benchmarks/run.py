@@ -876,6 +876,10 @@ def speed_targets(col: Collector) -> list[str]:
     return out
 
 
+#: The multi-layer figure's CPU accounting series (benchmarks/_common.py), in ms per map.
+CPU_SERIES = ("client_cpu", "client_wait", "routers_cpu", "routers_wait")
+
+
 def targets(col: Collector) -> list[str]:
     out: list[str] = []
     nan = math.isnan
@@ -961,6 +965,18 @@ def targets(col: Collector) -> list[str]:
                 else ": description + map_port per layer, no SSDP."
             )
             + incomplete(col, mode)
+        )
+    cpu = {k: [m_(col, f"ml-auto-{k}/{x}") for x in CPU_SERIES] for k in (1, 4)}
+    if not any(nan(v) for v in (*cpu[1], *cpu[4])):
+        (c1, w1, r1, q1), (c4, w4, r4, q4) = cpu[1], cpu[4]
+        out.append(
+            "- Where the 4-layer time goes, by the scheduler's accounting (`/proc/PID/schedstat`, "
+            f"median per map; this machine has {os.cpu_count()} CPUs): 1 layer — the client ran "
+            f"{fmt(c1)} ms on a CPU and waited {fmt(w1)} ms for one, the routers ran {fmt(r1)} "
+            f"and waited {fmt(q1)}; 4 layers — the client {fmt(c4)} ms, waiting {fmt(w4)}; the "
+            f"four miniupnpd {fmt(r4)} ms, waiting {fmt(q4)}. After the shared SSDP wait the "
+            "four layers' work runs side by side, and it needs more CPU than the machine has: "
+            "the time spent waiting for a CPU is time the 4-layer map could not run."
         )
     # 5. cold CLI.
     cli = m_(col, "cold/python -m aioigd add")

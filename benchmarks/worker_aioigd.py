@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import BENCH_DESCRIPTION, emit, now, tcp_active_opens
+from _common import BENCH_DESCRIPTION, client_cpu, emit, now, routers_cpu, tcp_active_opens
 
 import aioigd
 from aioigd import Gateway, PortMapper
@@ -172,14 +172,22 @@ async def fig_multilayer(a: argparse.Namespace) -> None:
             probe_target=a.probe_target,
             description=BENCH_DESCRIPTION,
         )
+        # Read outside the client's own accounting: scanning /proc is not the map's work.
+        routers0, client0 = routers_cpu(), client_cpu()
         t0 = now()
         result = await mapper.map()
         t1 = now()
+        client1, routers1 = client_cpu(), routers_cpu()
         requests.append(sum(g.session.stats.requests for g in mapper.gateways))
+        t2 = now()
         await mapper.release()
         if result.complete and len(result.layers) == a.layers:
             series["map"].append(t1 - t0)
-            series["release"].append(now() - t1)
+            series["release"].append(now() - t2)
+            for a0, a1 in ((client0, client1), (routers0, routers1)):
+                if a0 is not None and a1 is not None:
+                    for key, value in a1.items():
+                        series.setdefault(key, []).append(value - a0[key])
         else:
             series["map_incomplete"].append(t1 - t0)
             reasons.append(f"{len(result.layers)}/{a.layers} layers: {result.reason}")
