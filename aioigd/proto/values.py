@@ -91,12 +91,20 @@ def ipv4(value: str, name: str) -> str:
 
 
 def ipv6(value: str, name: str) -> str:
-    """The RFC 5952 form of an IPv6 literal, zone (``%eth0``) dropped."""
+    """The RFC 5952 form of an IPv6 literal, zone (``%eth0``) dropped.
+
+    An IPv4-mapped address is written ``::ffff:192.0.2.1`` (RFC 5952 section 5, and what
+    glibc's ``inet_ntop`` prints) on every Python: before 3.13 ``ipaddress`` wrote
+    ``::ffff:c000:201``.
+    """
     if isinstance(value, str):
         try:
-            return ipaddress.IPv6Address(value.split("%", 1)[0]).compressed
+            address = ipaddress.IPv6Address(value.split("%", 1)[0])
         except ValueError:
             pass
+        else:
+            mapped = address.ipv4_mapped
+            return f"::ffff:{mapped}" if mapped is not None else address.compressed
     raise ValueError(f"{name} must be an IPv6 address, not {_show(value)}")
 
 
