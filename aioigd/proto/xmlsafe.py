@@ -64,7 +64,7 @@ def parse_xml(data: bytes, *, limit: int, what: str = "XML") -> ET.Element:
 
 
 def _check_depth(root: ET.Element, what: str) -> None:
-    # One level at a time: a list per level is ~3x cheaper than a (node, depth) stack.
+    # One level at a time: a list per level costs less than a (node, depth) stack.
     level = [root]
     for _ in range(MAX_DEPTH):
         level = [c for elem in level for c in elem]
