@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Iterator
 from contextvars import ContextVar
 
-__all__ = ["deadline", "current_deadline"]
+__all__ = ["deadline", "current_deadline", "without_deadline"]
 
 _deadline: ContextVar[float | None] = ContextVar("aioigd_deadline", default=None)
 
@@ -23,7 +24,8 @@ def deadline(seconds: float) -> Iterator[float]:
     starts) to end within ``seconds`` from now; yields the loop time it ends at.
 
     Each request then gets the lesser of its own timeout and the time left;
-    a nested deadline never extends an outer one.
+    a nested deadline never extends an outer one. What a command leaves running
+    (the renewals of what it keeps, a multi-layer mapping's watcher) is not bound.
     """
     loop = asyncio.get_running_loop()
     at = loop.time() + seconds
@@ -40,3 +42,11 @@ def deadline(seconds: float) -> Iterator[float]:
 def current_deadline() -> float | None:
     """The loop time the innermost :func:`deadline` ends at, or ``None``."""
     return _deadline.get()
+
+
+def without_deadline() -> contextvars.Context:
+    """A copy of the current context with no deadline: for a background task that a
+    command starts (renewals, the layers' watcher) and that outlives the command."""
+    context = contextvars.copy_context()
+    context.run(_deadline.set, None)
+    return context

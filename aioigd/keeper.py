@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from .deadlines import without_deadline
 from .errors import IGDConnectionError, IGDError, IGDTimeoutError, PortInUse
 from .lifecycle import (
     Action,
@@ -415,7 +416,10 @@ class Keeper(Generic[T]):
     # -- the task ---------------------------------------------------------------
     def _start(self) -> None:
         if self._kept and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._run(), name=self.name)
+            # Renewals outlive the command that started them: not bound by its deadline().
+            self._task = asyncio.create_task(
+                self._run(), name=self.name, context=without_deadline()
+            )
 
     async def _stop(self) -> None:
         task, self._task = self._task, None

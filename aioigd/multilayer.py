@@ -40,6 +40,7 @@ from .anymapper import (
     probe_gateway,
     probe_search,
 )
+from .deadlines import without_deadline
 from .discovery import SearchOptions, discover
 from .errors import GatewayNotFound, HopsUnavailable, IGDError, NextLayerNotFound
 from .gateway import DEFAULT_DESCRIPTION, DEFAULT_LEASE, Gateway
@@ -650,7 +651,9 @@ class MultiLayerMapper:
             self._state.reason = reason
             self._state.stop_reason = stop or StopReason.NO_GATEWAY
         self._update_result()
-        self._watcher = asyncio.create_task(self._watch(), name="aioigd-multilayer")
+        self._watcher = asyncio.create_task(
+            self._watch(), name="aioigd-multilayer", context=without_deadline()
+        )
         assert self.result is not None
         return self.result
 

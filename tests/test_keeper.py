@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aioigd import Gateway, PortMapper
+from aioigd.deadlines import deadline
 from aioigd.discovery import SearchOptions
 from aioigd.errors import PortInUse
 from aioigd.firewall import FirewallControl
@@ -264,6 +265,40 @@ async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> No
         assert not low.mappings and not high.mappings
 
 
+async def test_layers_mapped_inside_a_deadline_are_followed_after_it() -> None:
+    # The watcher that re-maps the layer above outlives map()'s deadline() too.
+    async with (
+        FakeIGD("127.0.0.2", external_ip="10.0.0.2") as low,
+        FakeIGD("127.0.0.3", external_ip="33.0.0.1") as high,
+    ):
+        mapper = MultiLayerMapper(
+            7000,
+            via=[low.location, f"{high.host}:{high.ssdp_port}"],
+            probe_target=None,
+            search_timeout=1.0,
+            lease=2,
+            rediscovery=rediscovery(low),
+        )
+        events = mapper.events()
+        try:
+            with deadline(3.0) as ends:
+                result = await mapper.map()
+            assert len(result.layers) == 2
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(ends - loop.time() + 0.2)  # the deadline has passed
+            low.external_ip = "10.0.0.77"
+            async with asyncio.timeout(WAIT):
+                async for item in events:
+                    if item.layer == 2 and item.name in ("mapped", "lost", "failed"):
+                        break
+            assert item.name == "mapped", item
+            (above,) = high.mappings.values()
+            assert above.internal_client == "10.0.0.77"
+        finally:
+            await mapper.release()
+        assert not low.mappings and not high.mappings
+
+
 async def test_waiting_for_a_state_a_failed_mapping_can_never_reach_raises(
     fake: FakeIGD,
 ) -> None:
@@ -286,3 +321,18 @@ async def test_a_failing_address_question_does_not_fail_a_good_renewal(fake: Fak
         assert await next_named(events, "renewed") == ["renewed"]
         assert kept.state is State.ACTIVE
         assert kept.external_ip == "203.0.113.7"  # the last address it reported
+
+
+async def test_a_mapping_kept_inside_a_deadline_is_renewed_after_it(fake: FakeIGD) -> None:
+    # deadline() bounds the command that starts the keeper, not the keeper's renewals:
+    # they run for hours, long after the command's deadline has passed.
+    async with kept_mapper(fake) as pm:
+        with deadline(3.0):
+            kept = await pm.keep(5000, lease=2)
+        await asyncio.sleep(3.2)  # the deadline has passed
+        events = kept.events()
+        adds = fake.actions().count("AddPortMapping")
+        seen = await next_named(events, "renewed", "lost")
+        assert seen[-1] == "renewed", seen
+        assert fake.actions().count("AddPortMapping") > adds
+        assert kept.state is State.ACTIVE
