@@ -235,7 +235,9 @@ async def test_pinhole_router_back_on_a_new_port_is_recovered() -> None:
 # -- several layers -------------------------------------------------------------------------
 
 
-async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> None:
+@contextlib.asynccontextmanager
+async def two_layers() -> AsyncIterator[tuple[FakeIGD, FakeIGD, MultiLayerMapper]]:
+    """A home router (10.0.0.2 outside) behind a CGNAT router, and a mapper for both."""
     async with (
         FakeIGD("127.0.0.2", external_ip="10.0.0.2") as low,
         FakeIGD("127.0.0.3", external_ip="33.0.0.1") as high,
@@ -248,6 +250,11 @@ async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> No
             lease=2,
             rediscovery=rediscovery(low),
         )
+        yield low, high, mapper
+
+
+async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> None:
+    async with two_layers() as (low, high, mapper):
         events = mapper.events()
         async with mapper as result:
             assert len(result.layers) == 2
@@ -267,18 +274,7 @@ async def test_layer_with_a_new_external_address_re_maps_the_layer_above() -> No
 
 async def test_layers_mapped_inside_a_deadline_are_followed_after_it() -> None:
     # The watcher that re-maps the layer above outlives map()'s deadline() too.
-    async with (
-        FakeIGD("127.0.0.2", external_ip="10.0.0.2") as low,
-        FakeIGD("127.0.0.3", external_ip="33.0.0.1") as high,
-    ):
-        mapper = MultiLayerMapper(
-            7000,
-            via=[low.location, f"{high.host}:{high.ssdp_port}"],
-            probe_target=None,
-            search_timeout=1.0,
-            lease=2,
-            rediscovery=rediscovery(low),
-        )
+    async with two_layers() as (low, high, mapper):
         events = mapper.events()
         try:
             with deadline(3.0) as ends:
