@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import contextvars
 from collections.abc import Iterator
-from contextvars import ContextVar
 
 __all__ = ["deadline", "current_deadline", "without_deadline"]
 
-_deadline: ContextVar[float | None] = ContextVar("aioigd_deadline", default=None)
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "aioigd_deadline", default=None
+)
 
 
 @contextlib.contextmanager

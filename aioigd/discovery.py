@@ -22,7 +22,7 @@ import itertools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -549,9 +549,7 @@ async def _fetch(answer: SearchResponse, options: SearchOptions) -> Gateway:
     )
 
 
-def _rank(
-    gw: Gateway, defaults: set[str], networks: Callable[[], Sequence[ipaddress.IPv4Network]]
-) -> int:
+def _rank(gw: Gateway, defaults: set[str]) -> int:
     """0: the host's default gateway (the router in the path); 1: on one of the host's
     subnets; 2: anything else."""
     host = gw.host.strip("[]").split("%", 1)[0]
@@ -561,7 +559,7 @@ def _rank(
         ip = ipaddress.ip_address(host)
     except ValueError:
         return 2
-    return 1 if any(ip in net for net in networks()) else 2
+    return 1 if any(ip in net for net in _local_networks()) else 2
 
 
 def _why(rank: int) -> str:
@@ -602,7 +600,7 @@ async def _collect(options: SearchOptions, *, first: bool) -> list[Gateway]:
         if not first:
             gateways.append(gw)
             return
-        rank = _rank(gw, defaults, _local_networks)
+        rank = _rank(gw, defaults)
         ranked.append((rank, len(ranked), gw))
         if rank == 0 or not defaults:
             found.set()

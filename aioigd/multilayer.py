@@ -454,16 +454,10 @@ class MultiLayerMapper:
     ) -> tuple[LayerMapper, KeptMapping]:
         """Map at the first protocol of ``found`` that maps."""
 
+        external = internal_port if layer > 1 else self.external_port
+
         async def keep(mapper: LayerMapper) -> KeptMapping:
-            external = internal_port if layer > 1 else self.external_port
-            return await mapper.keep(
-                internal_port,
-                external_port=external,
-                protocol=self.protocol,
-                lease=self.lease,
-                description=self.description,
-                internal_client=internal_client,
-            )
+            return await self._keep(mapper, internal_port, external, internal_client)
 
         gw = found.candidates[0].gateway if found.candidates else None
         mapper, kept = await map_first(
@@ -596,13 +590,20 @@ class MultiLayerMapper:
             await old.release()
         except IGDError as exc:
             log.info("could not delete layer %d's old mapping: %s", layer, exc)
+        return await self._keep(mapper, port, port, ip)
+
+    async def _keep(
+        self, mapper: LayerMapper, port: int, external_port: int | None, client: str | None
+    ) -> KeptMapping:
+        """Keep one layer's mapping of ``port`` (towards ``client``) with this mapper's
+        protocol, lease and description."""
         return await mapper.keep(
             port,
-            external_port=port,
+            external_port=external_port,
             protocol=self.protocol,
             lease=self.lease,
             description=self.description,
-            internal_client=ip,
+            internal_client=client,
         )
 
     async def _correct(

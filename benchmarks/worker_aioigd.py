@@ -266,7 +266,7 @@ async def fig_timeline(a: argparse.Namespace) -> None:
         "",
         "Every HTTP request (start → end, ms from the call) and every SSDP datagram (sent, or",
         "received: one line per answer). Wall times all: the gaps are this process's own work",
-        "(parsing, the event loop) and the routers' (four miniupnpd share this machine's cores).",
+        "(parsing, the event loop) and the routers' (they share this machine's cores).",
         "",
         f"{'start':>8} {'end':>8} {'took':>6}  host             what",
     ]
